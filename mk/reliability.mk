@@ -1,0 +1,128 @@
+# Reliability suite (issue 6), included by the top Makefile.
+#
+#   make test-asan        ASan build (build-asan) + the reliability tests in it
+#   make test-tsan        TSan build (build-thread) + the reliability tests in it
+#   make test-ubsan       UBSan build (build-undefined) + the WHOLE test suite in it
+#   make test-valgrind    every test binary of the normal build under memcheck, 0 errors
+#   make stress THREADS=16 DURATION=60     the long multi-thread stress
+#   make fuzz FUZZ_SECONDS=120             libFuzzer (clang, -fsanitize=fuzzer,address)
+#   make test-real        real programs under LD_PRELOAD=build/libhakmem.so
+#   make test-reliability the short forms of all of the above (called by `make test`)
+#
+# How the sanitizers meet our malloc:
+#  - ASan and TSan intercept malloc/free themselves, and a static malloc in the
+#    executable would bypass their bookkeeping.  Their builds therefore use
+#    -DHAK_NO_OVERRIDE=1: the library defines only the hak_* API, the sanitizer
+#    keeps malloc, and the reliability tests (stress, faults, lifecycle,
+#    security) call hak_* through tests/stress/rel_alloc.h.  The allocator's
+#    own code is fully instrumented.  Other folders' tests call malloc, which in
+#    these builds is the sanitizer's, so they are not run there.
+#  - UBSan does not touch malloc: its build keeps the override and runs the
+#    whole suite, with -fno-sanitize-recover so that any report fails a test.
+#  - valgrind only replaces malloc in shared libc, not one linked statically,
+#    so under memcheck the test binaries run on hakmem natively and memcheck
+#    checks hakmem's own memory accesses.
+# All sanitizer builds have -DHAK_FAULT_INJECT=1 (the top Makefile adds it),
+# so tests/faults runs its injected-failure parts there.
+
+REL_DIRS     := stress faults lifecycle security
+REL_SRCS     := $(foreach d,$(REL_DIRS),$(wildcard tests/$(d)/*.c))
+rel_bins      = $(patsubst tests/%.c,$(1)/tests/%,$(REL_SRCS))
+REL_FILTER   := ^(stress|faults|lifecycle|security)/
+
+THREADS      ?= 16
+DURATION     ?= 60
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+VG_TIMEOUT   ?= 600
+
+# apt-get install if a command is missing (root only; else just say so)
+define rel_need
+	@command -v $(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq $(2) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2))) ; \
+	  else echo "reliability: $(1) missing and not root: install $(2)"; fi; }
+endef
+
+.PHONY: test-asan test-tsan test-ubsan test-valgrind stress fuzz test-real test-reliability
+
+test-asan:
+	$(MAKE) --no-print-directory SAN=address BUILD=build-asan EXTRA_CFLAGS="-DHAK_NO_OVERRIDE=1" lib tests
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:allocator_may_return_null=1 \
+	STRESS_THREADS=4 STRESS_DURATION=$${STRESS_DURATION:-10} LIFECYCLE_FORKS=$${LIFECYCLE_FORKS:-300} \
+	TEST_FILTER='$(REL_FILTER)' bash tests/run_tests.sh build-asan
+
+test-tsan:
+	$(MAKE) --no-print-directory SAN=thread BUILD=build-thread EXTRA_CFLAGS="-DHAK_NO_OVERRIDE=1" lib tests
+	TSAN_OPTIONS=halt_on_error=1:die_after_fork=0:report_signal_unsafe=0:second_deadlock_stack=1 \
+	STRESS_THREADS=4 STRESS_DURATION=$${STRESS_DURATION:-10} LIFECYCLE_FORKS=$${LIFECYCLE_FORKS:-200} \
+	LIFECYCLE_THREADS=$${LIFECYCLE_THREADS:-3000} FAULTS_REPS=4 \
+	TEST_FILTER='$(REL_FILTER)' bash tests/run_tests.sh build-thread
+
+test-ubsan:
+	$(MAKE) --no-print-directory SAN=undefined BUILD=build-undefined \
+	  EXTRA_CFLAGS="-fno-sanitize-recover=undefined" lib tests
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 STRESS_DURATION=$${STRESS_DURATION:-10} \
+	bash tests/run_tests.sh build-undefined
+
+# Every test binary of the normal build under memcheck; run.sh folders (shell
+# drivers of other programs) and MANUAL folders are skipped.  The
+# reliability tests get short parameters (memcheck serialises threads).
+test-valgrind: lib tests
+	$(call rel_need,valgrind,valgrind)
+	@pass=0; fail=0; failed=""; \
+	for dir in tests/*/; do \
+	  b=$$(basename $$dir); \
+	  [ -e $$dir/MANUAL ] && continue; [ -f $$dir/run.sh ] && continue; \
+	  for src in $$dir*.c; do \
+	    [ -e "$$src" ] || continue; n=$$(basename $$src .c); exe=$(BUILD)/tests/$$b/$$n; \
+	    if [ -n "$${TEST_FILTER:-}" ] && ! echo "$$b/$$n" | grep -Eq "$$TEST_FILTER"; then continue; fi; \
+	    log=$$(mktemp); t0=$$SECONDS; \
+	    if BUILD=$(BUILD) STRESS_THREADS=4 STRESS_DURATION=3 LIFECYCLE_FORKS=100 LIFECYCLE_THREADS=1000 \
+	       FAULTS_NO_RLIMIT=1 timeout $(VG_TIMEOUT) valgrind -q --error-exitcode=99 --child-silent-after-fork=yes \
+	       --trace-children=no --leak-check=no $$exe >$$log 2>&1; then \
+	      pass=$$((pass+1)); echo "PASS valgrind $$b/$$n ($$((SECONDS-t0))s)"; \
+	    else rc=$$?; fail=$$((fail+1)); failed="$$failed $$b/$$n"; \
+	      echo "FAIL valgrind $$b/$$n (rc=$$rc, $$((SECONDS-t0))s)"; tail -n 40 $$log | sed 's/^/    | /'; fi; \
+	    rm -f $$log; \
+	  done; \
+	done; \
+	[ -n "$$failed" ] && echo "failed:$$failed"; \
+	echo "valgrind: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+stress: lib $(BUILD)/tests/stress/stress
+	STRESS_THREADS=$(THREADS) STRESS_DURATION=$(DURATION) $(BUILD)/tests/stress/stress
+
+# libFuzzer: the library is rebuilt by clang with ASan and coverage, without
+# the malloc override (ASan and libFuzzer keep theirs); the harness calls hak_*.
+fuzz:
+	$(call rel_need,clang,clang libclang-rt-14-dev)
+	@ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-rt-14-dev); }
+	$(MAKE) --no-print-directory CC=clang SAN=address BUILD=$(FUZZ_BUILD) \
+	  EXTRA_CFLAGS="-DHAK_NO_OVERRIDE=1 -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libhakmem.a
+	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address -DHAK_NO_OVERRIDE=1 -Iinclude \
+	  tests/fuzz/fuzz_alloc.c $(FUZZ_BUILD)/libhakmem.a -o $(FUZZ_BUILD)/fuzz_alloc -pthread -lm -ldl
+	mkdir -p $(FUZZ_BUILD)/corpus
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(FUZZ_BUILD)/fuzz_alloc \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=6144 -timeout=60 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus tests/fuzz/corpus >$(FUZZ_BUILD)/fuzz.log 2>&1; \
+	  rc=$$?; grep -E "^(#[0-9]+ +(INITED|DONE)|Done|stat::number_of_executed_units|==|SUMMARY|fuzz_alloc invariant)" $(FUZZ_BUILD)/fuzz.log; \
+	  [ $$rc -eq 0 ] || tail -n 60 $(FUZZ_BUILD)/fuzz.log; \
+	  echo "fuzz: libFuzzer exit $$rc (log: $(FUZZ_BUILD)/fuzz.log)"; exit $$rc
+
+test-real: lib
+	BUILD=$(BUILD) bash scripts/test_real.sh
+
+# The short form of everything, for `make test`: each part runs even if an
+# earlier one failed; the closing line counts the parts.
+test-reliability:
+	@pass=0; fail=0; failed=""; t00=$$SECONDS; \
+	for t in test-asan test-tsan test-ubsan test-valgrind "stress THREADS=16 DURATION=20" "fuzz FUZZ_SECONDS=45" test-real; do \
+	  t0=$$SECONDS; echo "=== reliability: make $$t"; \
+	  if $(MAKE) --no-print-directory $$t; then pass=$$((pass+1)); echo "=== reliability: PASS $$t ($$((SECONDS-t0))s)"; \
+	  else fail=$$((fail+1)); failed="$$failed [$$t]"; echo "=== reliability: FAIL $$t ($$((SECONDS-t0))s)"; fi; \
+	done; \
+	[ -n "$$failed" ] && echo "reliability failed:$$failed"; \
+	echo "reliability total $$((SECONDS-t00))s"; \
+	echo "reliability: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]

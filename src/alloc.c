@@ -1,0 +1,227 @@
+/* Dispatch by size and the generic (noinline) paths behind the inline fast
+ * paths: first use of a thread, refills, spills, remote frees, the other
+ * layers, and the checks that turn misuse into a clear abort. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "fastpath.h"
+#include "policy.h"
+#include <errno.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+uintptr_t hak__cookie;
+
+void hak__misuse(const char* what, const void* p, int cls) {
+  char buf[256];
+  int n;
+  if (cls >= 0 && cls < HAK_SMALL_CLASSES)
+    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (class %d, %u bytes)\n", what, p, cls, hak__class_size[cls]);
+  else if (cls >= HAK_STAT_LARGE0 && cls < HAK_STAT_HUGE)
+    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (large class %d, %u bytes)\n", what, p,
+                 cls - HAK_STAT_LARGE0, hak__large_size[cls - HAK_STAT_LARGE0]);
+  else if (cls == HAK_STAT_HUGE)
+    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (huge block)\n", what, p);
+  else
+    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (not a hakmem block)\n", what, p);
+  if (n > 0) hak__os_write_err(buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
+  abort();
+}
+
+//! Allocation with a known heap: every layer.
+static void* alloc_with(hak_heap_t* h, size_t n) {
+  if (n <= HAK_TINY_MAX) {
+    unsigned c = hak__tiny_class_of[(n + 15) >> 4];
+    return hak__tiny_alloc_slow(h, c);      /* pops if the list has blocks */
+  }
+  if (n <= HAK_MID_MAX) return hak__pool_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n);
+  if (n <= HAK_LARGE_MAX) {
+    return hak__l25_alloc(h, hak__large_class(n));
+  }
+  return hak__huge_alloc(n, 0, 0);
+}
+
+HAK_NOINLINE void* hak__malloc_generic(size_t n) {
+  hak_heap_t* h = hak__heap_get();
+  if (hak_likely(h != NULL)) return alloc_with(h, n);
+  if (n > HAK_LARGE_MAX) return hak__huge_alloc(n, 0, 0);
+  h = hak__global_heap_lock();
+  void* p = h ? alloc_with(h, n) : NULL;
+  hak__global_heap_unlock();
+  if (!h) errno = ENOMEM;
+  return p;
+}
+
+//! Checks a small block pointer; aborts on misuse.  Returns its page.
+static hak_page_t* small_check(const void* p) {
+  uintptr_t a = (uintptr_t)p;
+  hak_page_t* pg = hak__page_of(a);
+  uint8_t st = atomic_load_explicit(&pg->state, memory_order_acquire);
+  if (st != HAK_PAGE_ACTIVE && st != HAK_PAGE_FULL) hak__misuse("invalid free", p, -1);
+  if (!hak__is_block_start(pg, a)) hak__misuse("interior pointer free", p, pg->cls);
+  return pg;
+}
+
+//! Free of a small block with a known heap.
+static void small_free_with(hak_heap_t* h, hak_page_t* pg, void* p) {
+  uintptr_t own = hak__page_owner(pg);
+  if (own != h->token && own != HAK_TOKEN_NONE) { hak__small_remote_free(h, pg, p); return; }
+  unsigned c = pg->cls;
+  if (c < HAK_TINY_CLASSES) hak__tiny_free_slow(h, c, p);
+  else hak__pool_free_slow(h, c, p);
+}
+
+HAK_NOINLINE void hak__free_generic(void* p) {
+  if (!p) return;
+  uintptr_t a = (uintptr_t)p;
+  int kind = hak__seg_kind(a);
+  if (kind == HAK_SEG_SMALL) {
+    hak_page_t* pg = small_check(p);
+    if (((uintptr_t*)p)[1] == (hak__cookie ^ a)) hak__misuse("double free", p, pg->cls);
+    hak_heap_t* h = hak__heap_get();
+    if (hak_likely(h != NULL)) { small_free_with(h, pg, p); return; }
+    h = hak__global_heap_lock();
+    if (h) small_free_with(h, pg, p);
+    hak__global_heap_unlock();
+    return;
+  }
+  if (kind == HAK_SEG_LARGE) {
+    hak_heap_t* h = hak__heap_get();
+    if (hak_likely(h != NULL)) { hak__l25_free(h, p); return; }
+    h = hak__global_heap_lock();
+    if (h) hak__l25_free(h, p);
+    hak__global_heap_unlock();
+    return;
+  }
+  if (kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR) { hak__huge_free(p); return; }
+  hak__misuse("invalid free", p, -1);
+}
+
+//! Usable size; aborts on a pointer hakmem does not own.
+static size_t usable_checked(const void* p) {
+  uintptr_t a = (uintptr_t)p;
+  int kind = hak__seg_kind(a);
+  if (kind == HAK_SEG_SMALL) {
+    hak_page_t* pg = hak__page_of(a);
+    uint8_t st = atomic_load_explicit(&pg->state, memory_order_acquire);
+    if (st != HAK_PAGE_ACTIVE && st != HAK_PAGE_FULL) hak__misuse("invalid pointer", p, -1);
+    if (!hak__is_block_start(pg, a)) hak__misuse("interior pointer", p, pg->cls);
+    return pg->block_size;
+  }
+  if (kind == HAK_SEG_LARGE) return hak__l25_usable(p);
+  if (kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR) return hak__huge_usable(p);
+  hak__misuse("invalid pointer", p, -1);
+}
+
+/* ---- the public hak_* API ------------------------------------------------ */
+
+HAK_API void* hak_malloc(size_t n) { return hak__malloc_fast(n); }
+HAK_API void hak_free(void* p) { hak__free_fast(p); }
+
+HAK_API void* hak_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (total > HAK_LARGE_MAX) return hak__huge_alloc(total, 0, 1);
+  void* p = hak__malloc_fast(total);
+  if (p) memset(p, 0, total);
+  return p;
+}
+
+HAK_API size_t hak_usable_size(const void* p) { return p ? usable_checked(p) : 0; }
+
+HAK_API void* hak_realloc(void* p, size_t n) {
+  if (!p) return hak__malloc_fast(n);
+  if (n == 0) { hak__free_fast(p); return NULL; }
+  if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  size_t old = usable_checked(p);
+  int kind = hak__seg_kind((uintptr_t)p);
+  if (kind == HAK_SEG_HUGE && n > HAK_LARGE_MAX) {
+    int e = errno;
+    errno = 0;
+    void* q = hak__huge_realloc(p, n);
+    int failed = errno == ENOMEM;
+    errno = failed ? ENOMEM : e;
+    if (q) return q;
+    if (failed && n > old) return NULL;
+  }
+  if (n <= old && (n >= old / 2 || old <= 64)) return p;   /* fits, and wastes at most half */
+  void* q = hak__malloc_fast(n);
+  if (!q) return NULL;
+  memcpy(q, p, old < n ? old : n);
+  hak__free_fast(p);
+  return q;
+}
+
+//! Smallest small class of at least n bytes whose blocks are align-aligned.
+static int small_aligned_class(size_t n, size_t align) {
+  unsigned c = n <= HAK_TINY_MAX ? hak__tiny_class_of[(n + 15) >> 4] : hak__mid_class_of[(n + 255) >> 8];
+  for (; c < HAK_SMALL_CLASSES; c++)
+    if ((hak__class_size[c] & (align - 1)) == 0) return (int)c;
+  return -1;
+}
+
+//! Any alignment that is a power of two.
+void* hak__alloc_aligned(size_t align, size_t n) {
+  if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (align <= 16) return hak__malloc_fast(n);
+  if (n <= HAK_MID_MAX && align <= 32768) {
+    int c = small_aligned_class(n, align);
+    if (c >= 0) {
+      hak_heap_t* h = hak__heap_get();
+      void* p;
+      if (h) p = c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c) : hak__pool_alloc_slow(h, (unsigned)c, 0);
+      else {
+        h = hak__global_heap_lock();
+        p = !h ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c) : hak__pool_alloc_slow(h, (unsigned)c, 0);
+        hak__global_heap_unlock();
+      }
+      return p;
+    }
+  }
+  if (n <= HAK_LARGE_MAX && align <= 65536) {
+    unsigned c = hak__large_class(n < 65536 ? 65536 : n);
+    while (c < HAK_LARGE_CLASSES && (hak__large_size[c] & (align - 1))) c++;
+    if (c < HAK_LARGE_CLASSES) {
+      hak_heap_t* h = hak__heap_get();
+      if (h) return hak__l25_alloc(h, c);
+      h = hak__global_heap_lock();
+      void* p = h ? hak__l25_alloc(h, c) : NULL;
+      hak__global_heap_unlock();
+      return p;
+    }
+  }
+  return hak__huge_alloc(n, align, 0);
+}
+
+HAK_API void* hak_memalign(size_t align, size_t n) {
+  if (align > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
+  if (align & (align - 1)) align = (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
+  return hak__alloc_aligned(align, n);
+}
+
+HAK_API int hak_owns(const void* p) {
+  uintptr_t a = (uintptr_t)p;
+  int kind = hak__seg_kind(a);
+  if (kind == HAK_SEG_SMALL) {
+    hak_page_t* pg = hak__page_of(a);
+    uint8_t st = atomic_load_explicit(&pg->state, memory_order_acquire);
+    return (st == HAK_PAGE_ACTIVE || st == HAK_PAGE_FULL) && hak__is_block_start(pg, a);
+  }
+  if (kind == HAK_SEG_LARGE) return hak__l25_owns(p);
+  if (kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR) return hak__huge_owns(p);
+  return 0;
+}
+
+size_t hak__trim_all(void) {
+  hak_heap_t* h = hak__heap_get();
+  if (h) {
+    hak__heap_flush(h);
+    hak__heaps_drain_dead(h);
+  }
+  size_t bytes = hak__small_trim();
+  bytes += hak__l25_trim(0);
+  bytes += hak__huge_trim(1);
+  return bytes;
+}
+
+HAK_API size_t hak_trim(void) { return hak__trim_all(); }

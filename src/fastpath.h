@@ -1,0 +1,71 @@
+/* The inline fast paths of malloc and free: a thread-local pop or push
+ * with one unlikely branch into the noinline generic path.  No lock, no
+ * atomic, no "initialised?" test: an uninitialised thread's heap is the
+ * empty sentinel, whose bins always miss. */
+#ifndef HAK_FASTPATH_H
+#define HAK_FASTPATH_H
+#include "internal.h"
+
+HAK_INLINE void* hak__malloc_fast(size_t n) {
+  hak_heap_t* h = hak__tls_heap;
+  if (hak_likely(n <= HAK_TINY_MAX)) {
+    unsigned c = hak__tiny_class_of[(n + 15) >> 4];
+    hak_tiny_bin_t* b = &h->tiny[c];
+    void** p = b->head;
+    if (hak_likely(p != NULL)) {
+      b->head = p[0];
+      b->count--;
+      p[1] = NULL;                       /* clear the free mark */
+      HAK_CSTAT(h, c, alloc, 1);
+      return p;
+    }
+  } else if (hak_likely(n <= HAK_MID_MAX)) {
+    unsigned c = hak__mid_class_of[(n + 255) >> 8];
+    PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
+    if (hak_likely(r->top != 0)) {
+      void** p = r->items[--r->top];
+      p[1] = NULL;
+      HAK_CSTAT(h, c, alloc, 1);
+      return p;
+    }
+  }
+  return hak__malloc_generic(n);
+}
+
+HAK_INLINE void hak__free_fast(void* p) {
+  uintptr_t a = (uintptr_t)p;
+  if (hak_likely(hak__seg_kind(a) == HAK_SEG_SMALL)) {
+    hak_page_t* pg = hak__page_of(a);
+    hak_heap_t* h = hak__tls_heap;
+    uintptr_t* w = (uintptr_t*)p;
+    uintptr_t mark = hak__cookie ^ a;
+    /* a block of our own page or of a carved-out (ownerless) page, not
+     * already free, not an interior pointer */
+    uintptr_t own = hak__page_owner(pg);
+    if (hak_likely((own == h->token || own == HAK_TOKEN_NONE) && w[1] != mark &&
+                   hak__is_block_start(pg, a))) {
+      unsigned c = pg->cls;
+      if (c < HAK_TINY_CLASSES) {
+        hak_tiny_bin_t* b = &h->tiny[c];
+        if (hak_likely(b->count < b->limit)) {
+          w[0] = (uintptr_t)b->head;
+          w[1] = mark;
+          b->head = p;
+          b->count++;
+          HAK_CSTAT(h, c, free, 1);
+          return;
+        }
+      } else {
+        PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
+        if (hak_likely(r->top < r->cap)) {
+          r->items[r->top++] = p;
+          w[1] = mark;
+          HAK_CSTAT(h, c, free, 1);
+          return;
+        }
+      }
+    }
+  }
+  hak__free_generic(p);
+}
+#endif

@@ -1,0 +1,173 @@
+/* Per-thread heaps.  A thread's heap pointer starts at the empty sentinel;
+ * the first slow path makes (or recycles) a real heap.  At thread exit a
+ * pthread key destructor hands the caches back to the central lists and
+ * parks the heap for the next new thread, which inherits its pages.
+ * Threads past their own teardown (later TLS destructors) share one
+ * locked heap. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "policy.h"
+#include <string.h>
+
+__thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec"))) = &hak__empty_heap;
+static __thread int heap_tls_dead __attribute__((tls_model("initial-exec")));
+hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL };
+_Atomic uint64_t hak__threads_started, hak__threads_exited;
+
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_heap_t* heap_all;        /* every heap, under heap_lock */
+static hak_heap_t* heap_free;       /* recycled, under heap_lock */
+static uint32_t heap_next_id;
+static pthread_key_t heap_key;
+static hak_heap_t* heap_global;     /* for threads past teardown */
+static pthread_mutex_t heap_global_lock = PTHREAD_MUTEX_INITIALIZER;
+
+//! Sets per-class limits: caches hold about the same bytes in every class.
+static void heap_setup(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
+    uint32_t lim = (uint32_t)(65536 / hak__class_size[c]);
+    h->tiny[c].limit = lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
+  }
+  for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
+    b->ring.cap = (uint32_t)hak__opt.pool_tls_ring;
+    uint32_t lim = (uint32_t)((512 * 1024) / hak__class_size[c]);
+    b->lo_limit = lim < 4 ? 4 : lim > 256 ? 256 : lim;
+  }
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    uint32_t lim = (uint32_t)((1024 * 1024) / hak__large_size[c]);
+    h->large[c].limit = lim < 1 ? 1 : lim > HAK_LARGE_TLS_MAX ? HAK_LARGE_TLS_MAX : lim;
+  }
+}
+
+//! A new heap from the OS, or a recycled one.
+static hak_heap_t* heap_make(void) {
+  pthread_mutex_lock(&heap_lock);
+  hak_heap_t* h = heap_free;
+  if (h) heap_free = h->next_free;
+  pthread_mutex_unlock(&heap_lock);
+  if (h) return h;      /* its token was renewed when its thread exited */
+  h = hak__os_map(sizeof(hak_heap_t));
+  if (!h) return NULL;
+  heap_setup(h);
+  h->token = (uintptr_t)h;
+  pthread_mutex_lock(&heap_lock);
+  h->id = heap_next_id++;
+  h->next_all = heap_all;
+  heap_all = h;
+  pthread_mutex_unlock(&heap_lock);
+  return h;
+}
+
+//! Hands everything a heap caches to the central lists.
+void hak__heap_flush(hak_heap_t* h) {
+  hak__tiny_flush(h);
+  hak__pool_flush(h);
+  hak__l25_flush(h);
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    uint32_t n;
+    void* chain = hak__drain_remote_lockfree(h, c, &n);
+    if (!chain) continue;
+    void* last = chain;
+    while (*(void**)last) last = *(void**)last;
+    hak__small_central_push(h, c, chain, last, n);
+  }
+}
+
+//! A new incarnation: pages carrying the old token become adoptable, and
+//! remote frees stop going to this heap's inbox.
+static void heap_renew_token(hak_heap_t* h) {
+  uintptr_t t = h->token;
+  uintptr_t nt = (t & ~HAK_TOKEN_EPOCH_MASK) | ((t + 1) & HAK_TOKEN_EPOCH_MASK);
+  __atomic_store_n(&h->token, nt, __ATOMIC_RELEASE);
+}
+
+//! Thread exit: flush, retire active pages, merge stats, park the heap.
+static void heap_exit(void* arg) {
+  hak_heap_t* h = arg;
+  if (!h || h == &hak__empty_heap) return;
+  hak__heap_flush(h);
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__small_page_retire(h, c);
+  heap_renew_token(h);
+  /* frees that raced with the flush */
+  hak__heap_flush(h);
+  hak__stats_merge(h);
+  hak__tls_heap = &hak__empty_heap;
+  heap_tls_dead = 1;
+  atomic_fetch_add(&hak__threads_exited, 1);
+  pthread_mutex_lock(&heap_lock);
+  h->next_free = heap_free;
+  heap_free = h;
+  pthread_mutex_unlock(&heap_lock);
+}
+
+hak_heap_t* hak__heap_get(void) {
+  hak_heap_t* h = hak__tls_heap;
+  if (h != &hak__empty_heap) return h;
+  if (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__init();
+  if (heap_tls_dead) return NULL;
+  h = heap_make();
+  if (!h) return NULL;
+  hak__tls_heap = h;
+  pthread_setspecific(heap_key, h);
+  atomic_fetch_add(&hak__threads_started, 1);
+  return h;
+}
+
+//! Threads past teardown share one heap under a lock.
+hak_heap_t* hak__global_heap_lock(void) {
+  pthread_mutex_lock(&heap_global_lock);
+  if (!heap_global) {
+    heap_global = heap_make();
+    if (!heap_global) { pthread_mutex_unlock(&heap_global_lock); return NULL; }
+  }
+  return heap_global;
+}
+void hak__global_heap_unlock(void) { pthread_mutex_unlock(&heap_global_lock); }
+
+void hak__heap_init(void) { pthread_key_create(&heap_key, heap_exit); }
+
+void hak__heap_each(void (*fn)(hak_heap_t*, void*), void* arg) {
+  pthread_mutex_lock(&heap_lock);
+  for (hak_heap_t* h = heap_all; h; h = h->next_all) fn(h, arg);
+  pthread_mutex_unlock(&heap_lock);
+}
+
+//! Blocks pushed to parked heaps' inboxes after they exited.
+void hak__heaps_drain_dead(hak_heap_t* self) {
+  pthread_mutex_lock(&heap_lock);
+  for (hak_heap_t* h = heap_free; h; h = h->next_free)
+    for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+      uint32_t n;
+      uintptr_t v = atomic_exchange(&h->inbox[c], 0);
+      void* ch = (void*)(v & ~(uintptr_t)HAK_INBOX_MAX);
+      if (!ch) continue;
+      void* last = ch;
+      n = (uint32_t)(v & HAK_INBOX_MAX);
+      while (*(void**)last) last = *(void**)last;
+      hak__small_central_push(self, c, ch, last, n);
+    }
+  pthread_mutex_unlock(&heap_lock);
+}
+
+void hak__heap_fork_prepare(void) {
+  pthread_mutex_lock(&heap_global_lock);
+  pthread_mutex_lock(&heap_lock);
+}
+void hak__heap_fork_parent(void) {
+  pthread_mutex_unlock(&heap_lock);
+  pthread_mutex_unlock(&heap_global_lock);
+}
+//! In the child only this thread exists: other heaps are orphaned (their
+//! caches may be mid-update, so they are neither flushed nor recycled).
+void hak__heap_fork_child(void) {
+  pthread_mutex_init(&heap_lock, NULL);
+  pthread_mutex_init(&heap_global_lock, NULL);
+  hak_heap_t* me = hak__tls_heap;
+  for (hak_heap_t* h = heap_all; h; h = h->next_all) {
+    if (h == me) continue;
+    int was_free = 0;
+    for (hak_heap_t* f = heap_free; f; f = f->next_free) if (f == h) { was_free = 1; break; }
+    if (!was_free && h != heap_global) heap_renew_token(h);
+  }
+}

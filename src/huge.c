@@ -1,0 +1,246 @@
+/* Huge (above 1 MiB, or any size with a large alignment): one mapping per
+ * block, 4 MiB aligned so the segment map finds the header, and BigCache:
+ * freed mappings wait, by size, to be reused without munmap and mmap
+ * (page faults and munmap are the expensive part here).  Cached mappings
+ * older than HAKMEM_HUGE_DECAY_MS, or beyond HAKMEM_HUGE_CACHE_MB, go back
+ * to the OS; the check runs on huge calls and on other slow paths, never
+ * once per free of a small block. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include <errno.h>
+#include <string.h>
+
+#define HUGE_MAGIC 0x48414b48u   /* "HAKH" */
+#define HUGE_HDR   ((size_t)4096)
+#define BC_SLOTS   64
+
+typedef struct huge_hdr {
+  uint32_t magic;
+  uint32_t live;
+  void*    user;
+  void*    base;
+  size_t   map_size;
+  size_t   usable;
+  size_t   align;
+} huge_hdr_t;
+
+typedef struct bc_entry { void* base; size_t map_size; uint64_t t_ns; } bc_entry_t;
+
+static pthread_mutex_t bc_lock = PTHREAD_MUTEX_INITIALIZER;
+static bc_entry_t bc[BC_SLOTS];
+static int bc_n;
+static _Atomic size_t bc_bytes;
+static _Atomic uint64_t bc_last_decay;
+
+void hak__huge_lock(void) { pthread_mutex_lock(&bc_lock); }
+void hak__huge_unlock(void) { pthread_mutex_unlock(&bc_lock); }
+void hak__huge_fork_child(void) { pthread_mutex_init(&bc_lock, NULL); }
+
+//! The header of a huge block, or NULL if p is not the start of one.
+static huge_hdr_t* huge_hdr_of(const void* p) {
+  uintptr_t a = (uintptr_t)p, chunk = a & ~HAK_SEG_MASK;
+  int kind = hak__seg_kind(a);
+  huge_hdr_t* hd;
+  if (kind == HAK_SEG_HUGE) hd = (huge_hdr_t*)chunk;
+  else if (kind == HAK_SEG_HUGE_FAR) hd = (huge_hdr_t*)(chunk - HUGE_HDR);
+  else return NULL;
+  return hd->magic == HUGE_MAGIC && hd->user == p ? hd : NULL;
+}
+
+static void huge_register(huge_hdr_t* hd, int on) {
+  uintptr_t a = (uintptr_t)hd->user;
+  int kind = (uintptr_t)hd == (a & ~HAK_SEG_MASK) ? HAK_SEG_HUGE : HAK_SEG_HUGE_FAR;
+  __atomic_store_n(&hak__segmap[a >> HAK_SEG_SHIFT], (uint8_t)(on ? kind : HAK_SEG_NONE), __ATOMIC_RELEASE);
+}
+
+//! Unmaps a cached mapping (its header says where the user pointer was).
+static void huge_unmap(void* base, size_t map_size) {
+  huge_hdr_t* hd = base;   /* cached mappings keep a header at base */
+  huge_register(hd, 0);
+  hak__os_unmap(base, map_size);
+  hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)map_size);
+}
+
+//! Evicts expired entries, and the oldest until `need` more bytes fit the
+//! budget (bc_lock held).  Victims go to out[]; the caller unmaps them.
+static int bc_evict_locked(size_t need, uint64_t now, int all, bc_entry_t* out) {
+  size_t budget = (size_t)hak__opt.huge_cache_mb << 20;
+  uint64_t decay = (uint64_t)hak__opt.huge_decay_ms * 1000000ull;
+  int k = 0;
+  for (int i = 0; i < bc_n;) {
+    if (all || now - bc[i].t_ns > decay) {
+      out[k++] = bc[i];
+      atomic_fetch_sub(&bc_bytes, bc[i].map_size);
+      bc[i] = bc[--bc_n];
+    } else i++;
+  }
+  while (bc_n && (atomic_load(&bc_bytes) + need > budget || bc_n == BC_SLOTS)) {
+    int old = 0;
+    for (int i = 1; i < bc_n; i++) if (bc[i].t_ns < bc[old].t_ns) old = i;
+    out[k++] = bc[old];
+    atomic_fetch_sub(&bc_bytes, bc[old].map_size);
+    bc[old] = bc[--bc_n];
+  }
+  return k;
+}
+
+static size_t bc_unmap_all(bc_entry_t* v, int k) {
+  size_t bytes = 0;
+  for (int i = 0; i < k; i++) { huge_unmap(v[i].base, v[i].map_size); bytes += v[i].map_size; }
+  return bytes;
+}
+
+//! Takes a cached mapping of at least need bytes and not much more.
+static void* bc_take(size_t need, size_t* map_size) {
+  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return NULL;
+  pthread_mutex_lock(&bc_lock);
+  int best = -1;
+  for (int i = 0; i < bc_n; i++)
+    if (bc[i].map_size >= need && bc[i].map_size - need <= need / 2 + (2u << 20) &&
+        (best < 0 || bc[i].map_size < bc[best].map_size))
+      best = i;
+  void* base = NULL;
+  if (best >= 0) {
+    base = bc[best].base;
+    *map_size = bc[best].map_size;
+    atomic_fetch_sub(&bc_bytes, bc[best].map_size);
+    bc[best] = bc[--bc_n];
+  }
+  pthread_mutex_unlock(&bc_lock);
+  return base;
+}
+
+void* hak__huge_alloc(size_t size, size_t align, int zero) {
+  if (size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  int far = align > HAK_SEG_SIZE / 2;
+  size_t off = align > HUGE_HDR ? align : HUGE_HDR;
+  size_t need = (off + size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
+  if (need < size || need > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  size_t map_size = need;
+  void* base = far ? NULL : bc_take(need, &map_size);
+  int fresh = base == NULL;
+  if (fresh) {
+    base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
+    if (!base && hak__huge_trim(1)) base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
+    if (!base) { errno = ENOMEM; return NULL; }
+    map_size = need;
+    if (hak__opt.thp) hak__os_thp(base, map_size, 1);
+    hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)map_size);
+  }
+  char* user = (char*)base + off;
+  huge_hdr_t* hd = far ? (huge_hdr_t*)(user - HUGE_HDR) : (huge_hdr_t*)base;
+  if (far) ((huge_hdr_t*)base)->magic = 0;
+  hd->magic = HUGE_MAGIC;
+  hd->live = 1;
+  hd->user = user;
+  hd->base = base;
+  hd->map_size = map_size;
+  hd->usable = map_size - off;
+  hd->align = off;
+  huge_register(hd, 1);
+  if (!fresh && zero) memset(user, 0, size);
+  hak_heap_t* h = hak__tls_heap;
+  if (h != &hak__empty_heap) {
+    HAK_CSTAT(h, HAK_STAT_HUGE, alloc, 1);
+    if (fresh) HAK_CSTAT(h, HAK_STAT_HUGE, miss, 1); else HAK_TSTAT(h, huge_cache_hit, 1);
+  }
+  return user;
+}
+
+void hak__huge_free(void* p) {
+  huge_hdr_t* hd = huge_hdr_of(p);
+  if (!hd) hak__misuse("invalid free", p, -1);
+  if (!hd->live) hak__misuse("double free", p, HAK_STAT_HUGE);
+  hd->live = 0;
+  hak_heap_t* h = hak__tls_heap;
+  if (h != &hak__empty_heap) HAK_CSTAT(h, HAK_STAT_HUGE, free, 1);
+  void* base = hd->base;
+  size_t map_size = hd->map_size;
+  size_t budget = (size_t)hak__opt.huge_cache_mb << 20;
+  int far = (void*)hd != base;
+  bc_entry_t victims[BC_SLOTS + 1];
+  int k = 0;
+  if (!far && map_size <= budget) {
+    uint64_t now = hak__os_now_ns();
+    pthread_mutex_lock(&bc_lock);
+    k = bc_evict_locked(map_size, now, 0, victims);
+    bc[bc_n++] = (bc_entry_t){base, map_size, now};
+    atomic_fetch_add(&bc_bytes, map_size);
+    pthread_mutex_unlock(&bc_lock);
+  } else {
+    huge_register(hd, 0);
+    hak__os_unmap(base, map_size);
+    hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)map_size);
+  }
+  bc_unmap_all(victims, k);
+}
+
+size_t hak__huge_usable(const void* p) {
+  huge_hdr_t* hd = huge_hdr_of(p);
+  if (!hd) hak__misuse("invalid pointer", p, -1);
+  if (!hd->live) hak__misuse("use after free", p, HAK_STAT_HUGE);
+  return hd->usable;
+}
+
+int hak__huge_owns(const void* p) {
+  huge_hdr_t* hd = huge_hdr_of(p);
+  return hd && hd->live;
+}
+
+//! Grows or shrinks in place, or moves the pages with mremap: no copy.
+void* hak__huge_realloc(void* p, size_t size) {
+  huge_hdr_t* hd = huge_hdr_of(p);
+  if (!hd) hak__misuse("invalid realloc", p, -1);
+  if (!hd->live) hak__misuse("realloc after free", p, HAK_STAT_HUGE);
+  if ((void*)hd != hd->base) return NULL;       /* far-aligned blocks: caller copies */
+  size_t off = hd->align;
+  size_t need = (off + size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
+  if (need < size || size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (need == hd->map_size) return p;
+  void* base = hd->base;
+  size_t old = hd->map_size;
+  if (hak__os_remap_inplace(base, old, need) == 0) {
+    hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)need - (int64_t)old);
+    hd->map_size = need;
+    hd->usable = need - off;
+    return p;
+  }
+  if (need < old) return p;                      /* shrink refused: keep the slack */
+  void* dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
+  if (!dst) return NULL;
+  huge_register(hd, 0);
+  void* q = hak__os_remap(base, old, need, dst);
+  if (!q) { huge_register(hd, 1); hak__os_unmap(dst, need); return NULL; }
+  /* the reservation at dst was replaced by the moved pages */
+  atomic_fetch_sub(&hak__os_mapped, (int64_t)need);
+  hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)need - (int64_t)old);
+  hd = q;
+  hd->base = q;
+  hd->user = (char*)q + off;
+  hd->map_size = need;
+  hd->usable = need - off;
+  huge_register(hd, 1);
+  hak_heap_t* h = hak__tls_heap;
+  if (h != &hak__empty_heap) HAK_TSTAT(h, huge_remap, 1);
+  return hd->user;
+}
+
+//! Unmaps expired cached mappings (all = every one); returns bytes.
+size_t hak__huge_trim(int all) {
+  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return 0;
+  bc_entry_t victims[BC_SLOTS + 1];
+  pthread_mutex_lock(&bc_lock);
+  int k = bc_evict_locked(0, hak__os_now_ns(), all, victims);
+  pthread_mutex_unlock(&bc_lock);
+  return bc_unmap_all(victims, k);
+}
+
+//! Cheap periodic check from other slow paths: decay idle huge mappings.
+void hak__huge_tick(void) {
+  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return;
+  uint64_t now = hak__os_now_ns();
+  uint64_t last = atomic_load_explicit(&bc_last_decay, memory_order_relaxed);
+  if (now - last < 100000000ull) return;       /* at most every 100 ms */
+  if (!atomic_compare_exchange_strong(&bc_last_decay, &last, now)) return;
+  hak__huge_trim(0);
+}

@@ -1,0 +1,271 @@
+/* hakmem internal types and cross-file interfaces.
+ *
+ * Layer order (higher layers use only lower ones):
+ *   override  ->  alloc (dispatch)  ->  tiny | pool (Mid) | l25 (Large) | huge
+ *             ->  heap (per-thread caches)  ->  freelist (central lists)
+ *             ->  segment (segments, pages, segment map)  ->  os  ->  libc
+ *   options and stats sit beside every layer; learner reads stats and
+ *   publishes policy that the slow paths read.
+ *
+ * Internal symbols shared across files use the prefix hak__ and are hidden
+ * by -fvisibility=hidden. */
+#ifndef HAK_INTERNAL_H
+#define HAK_INTERNAL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <pthread.h>
+#include "hakmem.h"
+#include "os.h"
+#include "options.h"
+#include "stats.h"
+
+#define hak_likely(x)   __builtin_expect(!!(x), 1)
+#define hak_unlikely(x) __builtin_expect(!!(x), 0)
+#define HAK_INLINE      static inline __attribute__((always_inline))
+#define HAK_NOINLINE    __attribute__((noinline))
+#define HAK_API         __attribute__((visibility("default")))
+
+/* ---- geometry ---------------------------------------------------------- */
+#define HAK_SEG_SHIFT   22                       /* 4 MiB segments */
+#define HAK_SEG_SIZE    ((uintptr_t)1 << HAK_SEG_SHIFT)
+#define HAK_SEG_MASK    (HAK_SEG_SIZE - 1)
+#define HAK_PAGE_SHIFT  16                       /* 64 KiB pages */
+#define HAK_PAGE_SIZE   ((size_t)1 << HAK_PAGE_SHIFT)
+#define HAK_PAGES_PER_SEG (HAK_SEG_SIZE >> HAK_PAGE_SHIFT)
+#define HAK_ADDR_BITS   47
+#define HAK_SEGMAP_N    ((size_t)1 << (HAK_ADDR_BITS - HAK_SEG_SHIFT))
+
+/* segment map kinds: what a 4 MiB chunk of address space holds */
+enum { HAK_SEG_NONE = 0, HAK_SEG_SMALL = 1, HAK_SEG_LARGE = 2,
+       HAK_SEG_HUGE = 3,      /* huge header at the chunk's start */
+       HAK_SEG_HUGE_FAR = 4   /* huge block aligned > 2 MiB: header one OS page before the chunk */ };
+
+extern uint8_t hak__segmap[HAK_SEGMAP_N];
+
+/* ---- size classes ------------------------------------------------------ */
+#define HAK_TINY_MAX     1024
+#define HAK_MID_MAX      (52 * 1024)
+#define HAK_LARGE_MAX    (1024 * 1024)
+#define HAK_TINY_CLASSES 20     /* 16..128 step 16, then 4 per doubling to 1024 */
+#define HAK_MID_CLASSES  22     /* 1280 .. 32768 4 per doubling, + 40K and 52K bridges */
+#define HAK_SMALL_CLASSES (HAK_TINY_CLASSES + HAK_MID_CLASSES)
+#define HAK_LARGE_CLASSES 17    /* 64K .. 1M, 4 per doubling */
+#define HAK_RING_MAX     64     /* compile-time bound of HAKMEM_POOL_TLS_RING */
+#define HAK_SHARDS       4      /* central freelist shards per class */
+
+extern const uint32_t hak__class_size[HAK_SMALL_CLASSES];
+extern const uint8_t  hak__tiny_class_of[(HAK_TINY_MAX >> 4) + 1];   /* by (n+15)>>4 */
+extern const uint8_t  hak__mid_class_of[(HAK_MID_MAX >> 8) + 1];     /* by (n+255)>>8 */
+
+/* ---- pages and segments ------------------------------------------------ */
+enum { HAK_PAGE_FREE = 0, HAK_PAGE_ACTIVE = 1, HAK_PAGE_FULL = 2, HAK_PAGE_META = 3 };
+
+struct hak_heap;
+typedef struct hak_page {
+  _Atomic uintptr_t owner;     /* token of the owning heap; 0 = none */
+  uint32_t block_size;
+  uint16_t cls;
+  _Atomic uint8_t state;       /* HAK_PAGE_*: read by the scavenger */
+  uint8_t  committed;          /* memory is (or may be) resident */
+  uint32_t capacity;           /* blocks that fit */
+  _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
+  uint32_t div_mul;            /* exact-division check: block starts only */
+  uint32_t div_lim;
+  uint8_t  div_shift;
+  uint8_t  _pad[3];
+  uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
+  struct hak_page* next_free;  /* in the page pool */
+} hak_page_t;
+
+typedef struct hak_segment {
+  uint32_t magic;
+  uint8_t  kind;
+  uint8_t  _pad[3];
+  struct hak_segment* next;
+  hak_page_t pages[HAK_PAGES_PER_SEG];    /* pages[0] is this header */
+} hak_segment_t;
+
+#define HAK_SEG_MAGIC 0x48414b53u  /* "HAKS" */
+
+HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) {
+  hak_segment_t* s = (hak_segment_t*)(a & ~HAK_SEG_MASK);
+  return &s->pages[(a >> HAK_PAGE_SHIFT) & (HAK_PAGES_PER_SEG - 1)];
+}
+HAK_INLINE uintptr_t hak__page_start(const hak_page_t* pg) {
+  uintptr_t seg = (uintptr_t)pg & ~HAK_SEG_MASK;
+  return seg + ((uintptr_t)(pg - ((hak_segment_t*)seg)->pages) << HAK_PAGE_SHIFT);
+}
+HAK_INLINE int hak__seg_kind(uintptr_t a) {
+  uintptr_t i = a >> HAK_SEG_SHIFT;
+  return i < HAK_SEGMAP_N ? hak__segmap[i] : HAK_SEG_NONE;
+}
+/* 1 if a is the start of a block of pg (not an interior pointer) */
+HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
+  uint32_t off = (uint32_t)(a & (HAK_PAGE_SIZE - 1));
+  uint32_t x = off * pg->div_mul;
+  x = (x >> pg->div_shift) | (x << ((32 - pg->div_shift) & 31));
+  return x <= pg->div_lim && off < pg->capacity * pg->block_size;
+}
+
+void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
+hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
+void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
+void        hak__page_init_class(hak_page_t* pg, unsigned cls);
+void        hak__segment_fork_child(void);
+void        hak__segment_lock(void);
+void        hak__segment_unlock(void);
+
+/* ---- central lock-free freelists ----------------------------------------
+ * A Treiber stack whose head packs the block address (>>4, 43 bits) with a
+ * 21-bit generation tag against ABA.  Blocks link through their first word. */
+typedef struct hak_freelist {
+  _Atomic uint64_t head;
+  _Atomic int64_t  count;
+#ifdef HAK_CENTRAL_MUTEX
+  pthread_mutex_t  lock;
+#endif
+  char _pad[64 - 16
+#ifdef HAK_CENTRAL_MUTEX
+            - sizeof(pthread_mutex_t) % 64
+#endif
+           ];
+} __attribute__((aligned(64))) hak_freelist_t;
+
+struct hak_heap;
+void  hak__freelist_push_lockfree(hak_freelist_t* fl, void* blk, struct hak_heap* h);
+void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* last,
+                                        uint32_t n, struct hak_heap* h);
+/* pops up to max blocks as a chain (NULL-terminated); *n gets the count */
+void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* n, struct hak_heap* h);
+void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* n);
+void  hak__freelist_init(hak_freelist_t* fl);
+
+/* ---- per-thread heap ---------------------------------------------------- */
+typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
+  void*    head;
+  uint32_t count;
+  uint32_t limit;
+} hak_tiny_bin_t;
+
+typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
+  uint32_t top;
+  uint32_t cap;
+  void*    items[HAK_RING_MAX];
+} PoolTLSRing;
+
+typedef struct PoolTLSBin {         /* ring, then a LIFO overflow list */
+  PoolTLSRing ring;
+  void*    lo_head;
+  void*    lo_tail;
+  uint32_t lo_count;
+  uint32_t lo_limit;
+} PoolTLSBin;
+
+typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
+  hak_page_t* page;
+  uintptr_t   bump, end;
+} PoolTLSPage;
+
+#define HAK_INBOX_MAX 15            /* then the next remote free moves the batch to central */
+#define HAK_TLS_PAGES 4             /* active page slots per class (refill batch <= 4) */
+#define HAK_LARGE_TLS_MAX 8
+
+typedef struct hak_large_bin {
+  uint32_t count, limit;
+  void*    items[HAK_LARGE_TLS_MAX];
+} hak_large_bin_t;
+
+typedef struct hak_heap {
+  uintptr_t       token;            /* address | incarnation: pages carry it as owner */
+  hak_tiny_bin_t  tiny[HAK_TINY_CLASSES];
+  PoolTLSBin      mid[HAK_MID_CLASSES];
+  hak_large_bin_t large[HAK_LARGE_CLASSES];
+  PoolTLSPage     pages[HAK_SMALL_CLASSES][HAK_TLS_PAGES];
+  /* remote frees to this heap's pages, per small class (CAS push, xchg take);
+   * the low 4 bits count the blocks, at most HAK_INBOX_MAX */
+  _Atomic uintptr_t inbox[HAK_SMALL_CLASSES];
+  uint32_t        id;
+  struct hak_heap* next_all;        /* every heap ever made */
+  struct hak_heap* next_free;       /* recycled heaps */
+  hak_tstats_t    st;               /* plain per-thread counters */
+} hak_heap_t;
+
+extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
+extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */
+extern uintptr_t  hak__cookie;       /* random: marks a block as free (double-free check) */
+#define HAK_TOKEN_EPOCH_MASK ((uintptr_t)0xFFF)   /* heaps are 4 KiB aligned */
+#define HAK_TOKEN_NONE       ((uintptr_t)0)
+#define HAK_TOKEN_SENTINEL   (~(uintptr_t)0)       /* the empty heap owns nothing */
+HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
+  return atomic_load_explicit(&pg->owner, memory_order_relaxed);
+}
+
+hak_heap_t* hak__heap_get(void);     /* the calling thread's heap, made on first use */
+void        hak__heap_flush(hak_heap_t* h);   /* caches to central lists */
+void        hak__heap_fork_prepare(void);
+void        hak__heap_fork_parent(void);
+void        hak__heap_fork_child(void);
+void        hak__heap_each(void (*fn)(hak_heap_t*, void*), void* arg); /* under the heap list lock */
+void        hak__heaps_drain_dead(hak_heap_t* self);
+void        hak__heap_init(void);
+hak_heap_t* hak__global_heap_lock(void);      /* for threads past their teardown */
+void        hak__global_heap_unlock(void);
+extern _Atomic uint64_t hak__threads_started, hak__threads_exited;
+
+/* ---- layers --------------------------------------------------------------- */
+/* shared by tiny and pool: refill chain for a small class */
+void* hak__small_refill(hak_heap_t* h, unsigned cls, uint32_t want, uint32_t* got);
+void  hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n);
+void  hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p);
+void  hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
+void  hak__small_page_retire(hak_heap_t* h, unsigned cls);
+size_t hak__small_trim(void);
+uint64_t hak__small_pages_in_use(unsigned cls);
+uint64_t hak__small_cached_blocks(unsigned cls);
+
+void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls);
+void  hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p);
+void  hak__tiny_flush(hak_heap_t* h);
+
+void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req);
+void  hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p);
+void  hak__pool_flush(hak_heap_t* h);
+
+extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
+unsigned hak__large_class(size_t n);
+void*  hak__l25_alloc(hak_heap_t* h, unsigned cls);
+void   hak__l25_free(hak_heap_t* h, void* p);
+size_t hak__l25_usable(const void* p);        /* 0 if p is not a live Large block */
+int    hak__l25_owns(const void* p);
+size_t hak__l25_trim(unsigned keep);
+void   hak__l25_flush(hak_heap_t* h);
+void   hak__l25_fork_child(void);
+uint64_t hak__l25_cached_blocks(unsigned cls);
+
+void*  hak__huge_alloc(size_t size, size_t align, int zero);
+void   hak__huge_free(void* p);
+void*  hak__huge_realloc(void* p, size_t size);
+size_t hak__huge_usable(const void* p);
+int    hak__huge_owns(const void* p);
+size_t hak__huge_trim(int all);
+void   hak__huge_lock(void);
+void   hak__huge_unlock(void);
+void   hak__huge_fork_child(void);
+void   hak__huge_tick(void);
+void   hak__maintenance_tick(void);
+void   hak__l25_init(void);
+void   hak__l25_lock(void);
+void   hak__l25_unlock(void);
+
+/* ---- dispatch and errors -------------------------------------------------- */
+void*  hak__malloc_generic(size_t n);
+void   hak__free_generic(void* p);
+void*  hak__alloc_aligned(size_t align, size_t n);
+__attribute__((noreturn, cold)) void hak__misuse(const char* what, const void* p, int cls);
+void   hak__init(void);
+extern _Atomic int hak__init_state;   /* 0 none, 1 running, 2 ready */
+size_t hak__trim_all(void);
+
+#endif

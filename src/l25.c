@@ -1,0 +1,201 @@
+/* Large, or L2.5 (52 KiB < n <= 1 MiB).  Each 4 MiB segment serves one
+ * class: a header in the first 64 KiB (with one state byte per block, for
+ * double-free detection), then blocks of the class size.  A thread keeps a
+ * few blocks per class; the rest wait in a lock-free central "hot" list.
+ * Past twice CAP the hot list is trimmed: blocks are decommitted (RSS
+ * back to the OS, no munmap) and wait in a "cold" list. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "policy.h"
+#include <errno.h>
+
+#define L25_FIRST   ((uintptr_t)64 * 1024)
+#define L25_MAXBLK  64
+enum { L25_UNUSED = 0, L25_LIVE = 1, L25_FREE = 2, L25_COLD = 3 };
+
+typedef struct l25_seg {
+  uint32_t magic;
+  uint8_t  kind;
+  uint8_t  cls;
+  uint16_t nblocks;
+  uint32_t block_size;
+  uint32_t div_mul, div_lim;
+  uint8_t  div_shift;
+  _Atomic uint8_t state[L25_MAXBLK];
+} l25_seg_t;
+
+static hak_freelist_t l25_hot[HAK_LARGE_CLASSES], l25_cold[HAK_LARGE_CLASSES];
+static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;   /* carving new blocks */
+static l25_seg_t* l25_cur[HAK_LARGE_CLASSES];
+static uint32_t l25_next[HAK_LARGE_CLASSES];
+static _Atomic int l25_trimming[HAK_LARGE_CLASSES];
+
+void hak__l25_init(void) {
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    hak__freelist_init(&l25_hot[c]);
+    hak__freelist_init(&l25_cold[c]);
+  }
+}
+void hak__l25_lock(void) { pthread_mutex_lock(&l25_lock); }
+void hak__l25_unlock(void) { pthread_mutex_unlock(&l25_lock); }
+void hak__l25_fork_child(void) {
+  pthread_mutex_init(&l25_lock, NULL);
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) atomic_store(&l25_trimming[c], 0);
+#ifdef HAK_CENTRAL_MUTEX
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    pthread_mutex_init(&l25_hot[c].lock, NULL);
+    pthread_mutex_init(&l25_cold[c].lock, NULL);
+  }
+#endif
+}
+
+unsigned hak__large_class(size_t n) {
+  if (n <= 65536) return 0;
+  unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));  /* 2^k < n <= 2^(k+1) */
+  size_t q = (size_t)1 << (k - 2);                                    /* quarter steps */
+  unsigned sub = (unsigned)((n - 1 - ((size_t)1 << k)) / q);          /* 0..3 */
+  unsigned c = (k - 16) * 4 + sub + 1;
+  return c < HAK_LARGE_CLASSES ? c : HAK_LARGE_CLASSES - 1;
+}
+
+uint64_t hak__l25_cached_blocks(unsigned cls) {
+  int64_t n = atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed);
+  return n > 0 ? (uint64_t)n : 0;
+}
+
+//! Finds the segment and block index of p; -1 if p is not a block start.
+static int l25_index(const void* p, l25_seg_t** sp) {
+  uintptr_t a = (uintptr_t)p;
+  l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
+  *sp = s;
+  uintptr_t off = a - (uintptr_t)s;
+  if (off < L25_FIRST) return -1;
+  uint32_t x = (uint32_t)(off - L25_FIRST) * s->div_mul;
+  x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
+  if (x > s->div_lim) return -1;
+  uint32_t idx = (uint32_t)((off - L25_FIRST) / s->block_size);
+  return idx < s->nblocks ? (int)idx : -1;
+}
+
+//! Carves a never-used block, mapping a new segment when needed.
+static void* l25_carve(unsigned cls) {
+  pthread_mutex_lock(&l25_lock);
+  l25_seg_t* s = l25_cur[cls];
+  if (!s || l25_next[cls] >= s->nblocks) {
+    s = hak__segment_alloc(HAK_SEG_LARGE);
+    if (!s) { pthread_mutex_unlock(&l25_lock); return NULL; }
+    uint32_t d = hak__large_size[cls];
+    s->cls = (uint8_t)cls;
+    s->block_size = d;
+    s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
+    uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
+    for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
+    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = 0xFFFFFFFFu / m;
+    l25_cur[cls] = s;
+    l25_next[cls] = 0;
+    hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);
+  }
+  uint32_t idx = l25_next[cls]++;
+  pthread_mutex_unlock(&l25_lock);
+  return (char*)s + L25_FIRST + (uintptr_t)idx * s->block_size;
+}
+
+void* hak__l25_alloc(hak_heap_t* h, unsigned cls) {
+  hak_large_bin_t* b = &h->large[cls];
+  void* p = NULL;
+  if (b->count) {
+    p = b->items[--b->count];
+  } else {
+    uint32_t n;
+    hak__maintenance_tick();
+    void* chain = hak__freelist_pop_lockfree(&l25_hot[cls], b->limit ? b->limit : 1, &n, h);
+    if (chain) {
+      p = chain;
+      for (void* q = *(void**)chain; q; q = *(void**)q) b->items[b->count++] = q;
+      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, central_pop, n);
+    } else {
+      p = hak__freelist_pop_lockfree(&l25_cold[cls], 1, &n, h);
+      if (!p) p = l25_carve(cls);
+      if (!p) { errno = ENOMEM; return NULL; }
+      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
+    }
+  }
+  l25_seg_t* s;
+  int idx = l25_index(p, &s);
+  atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
+  return p;
+}
+
+//! Trims the hot list to keep blocks: decommit the rest into the cold list.
+static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&l25_trimming[cls], &expect, 1)) return 0;
+  size_t bytes = 0;
+  int64_t extra = atomic_load(&l25_hot[cls].count) - (int64_t)keep;
+  while (extra > 0) {
+    uint32_t n;
+    void* chain = hak__freelist_pop_lockfree(&l25_hot[cls], (uint32_t)(extra > 64 ? 64 : extra), &n, NULL);
+    if (!chain) break;
+    extra -= n;
+    while (chain) {
+      void* next = *(void**)chain;
+      l25_seg_t* s;
+      int idx = l25_index(chain, &s);
+      atomic_store_explicit(&s->state[idx], L25_COLD, memory_order_relaxed);
+      hak__os_decommit(chain, s->block_size);
+      bytes += s->block_size;
+      hak__freelist_push_lockfree(&l25_cold[cls], chain, NULL);
+      chain = next;
+    }
+  }
+  if (h && bytes) HAK_TSTAT(h, large_decommit, bytes / HAK_PAGE_SIZE);
+  atomic_store(&l25_trimming[cls], 0);
+  return bytes;
+}
+
+void hak__l25_free(hak_heap_t* h, void* p) {
+  l25_seg_t* s;
+  int idx = l25_index(p, &s);
+  if (idx < 0) hak__misuse("interior pointer free", p, -1);
+  uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
+  if (st != L25_LIVE)
+    hak__misuse(st == L25_UNUSED ? "invalid free" : "double free", p, HAK_STAT_LARGE0 + s->cls);
+  atomic_store_explicit(&s->state[idx], L25_FREE, memory_order_relaxed);
+  unsigned cls = s->cls;
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, free, 1);
+  hak_large_bin_t* b = &h->large[cls];
+  if (b->count < b->limit) { b->items[b->count++] = p; return; }
+  hak__freelist_push_lockfree(&l25_hot[cls], p, h);
+  uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + cls);
+  if (!hak__opt.keep && atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed) > 2 * (int64_t)cap + 1)
+    l25_trim_class(h, cls, cap);
+}
+
+size_t hak__l25_usable(const void* p) {
+  l25_seg_t* s;
+  int idx = l25_index(p, &s);
+  if (idx < 0) hak__misuse("interior pointer", p, -1);
+  uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
+  if (st != L25_LIVE) hak__misuse(st == L25_UNUSED ? "invalid pointer" : "use after free", p, HAK_STAT_LARGE0 + s->cls);
+  return s->block_size;
+}
+
+int hak__l25_owns(const void* p) {
+  l25_seg_t* s;
+  int idx = l25_index(p, &s);
+  return idx >= 0 && atomic_load_explicit(&s->state[idx], memory_order_relaxed) != L25_UNUSED;
+}
+
+void hak__l25_flush(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    hak_large_bin_t* b = &h->large[c];
+    while (b->count) hak__freelist_push_lockfree(&l25_hot[c], b->items[--b->count], h);
+  }
+}
+
+size_t hak__l25_trim(unsigned keep) {
+  size_t bytes = 0;
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) bytes += l25_trim_class(NULL, c, keep);
+  return bytes;
+}

@@ -1,0 +1,180 @@
+/* The options table.  Each entry: env name, type, field, default, range.
+ * A value that does not parse or is out of range gets one warning naming
+ * the variable and the value, and the default stays.  Nothing here
+ * allocates: getenv and strto* only, output through write(2). */
+#define _GNU_SOURCE
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+
+hak_options_t hak__opt;
+
+enum { OPT_INT, OPT_DBL, OPT_STR };
+typedef struct opt_def {
+  const char* name;
+  int type;
+  size_t off;
+  double def, lo, hi;      /* for OPT_STR, hi is the buffer size */
+  const char* sdef;
+  const char* help;
+} opt_def_t;
+
+#define O(field) offsetof(hak_options_t, field)
+static const opt_def_t opt_table[] = {
+  {"HAKMEM_VERBOSE",            OPT_INT, O(verbose),            0, 0, 1, 0, "print the effective options at start"},
+  {"HAKMEM_STATS",              OPT_INT, O(stats),              0, 0, 1, 0, "print the stats table to stderr at exit"},
+  {"HAKMEM_SECURE",             OPT_INT, O(secure),             0, 0, 1, 0, "hardened mode (more checks)"},
+  {"HAKMEM_KEEP",               OPT_INT, O(keep),               0, 0, 1, 0, "never return cached memory to the OS"},
+  {"HAKMEM_THP",                OPT_INT, O(thp),                0, 0, 1, 0, "transparent huge pages for huge blocks"},
+  {"HAKMEM_POOL_REFILL_BATCH",  OPT_INT, O(pool_refill_batch),  2, 1, 4, 0, "fresh pages taken per refill (phase 6.25)"},
+  {"HAKMEM_POOL_TLS_RING",      OPT_INT, O(pool_tls_ring),     32, 4, HAK_RING_MAX, 0, "per-class TLS ring capacity (Mid)"},
+  {"HAKMEM_CAP_TINY",           OPT_INT, O(cap_tiny),          16, 0, 4096, 0, "cached free pages kept per Tiny class"},
+  {"HAKMEM_CAP_MID",            OPT_INT, O(cap_mid),           16, 0, 4096, 0, "cached free pages kept per Mid class (CAP)"},
+  {"HAKMEM_CAP_LARGE",          OPT_INT, O(cap_large),          8, 0, 4096, 0, "cached free blocks kept per Large class"},
+  {"HAKMEM_WMAX_MID",           OPT_DBL, O(wmax_mid),         1.6, 1.0, 2.0, 0, "max round-up when borrowing a larger Mid class"},
+  {"HAKMEM_HUGE_CACHE_MB",      OPT_INT, O(huge_cache_mb),    128, 0, 65536, 0, "BigCache budget for huge mappings"},
+  {"HAKMEM_DECAY_MS",           OPT_INT, O(decay_ms),        1000, 0, 600000, 0, "min time between releases of a class's free pages"},
+  {"HAKMEM_HUGE_DECAY_MS",      OPT_INT, O(huge_decay_ms),   1000, 0, 600000, 0, "idle time before a cached huge mapping is unmapped"},
+  {"HAKMEM_LEARN",              OPT_INT, O(learn),              0, 0, 1, 0, "start the learner thread"},
+  {"HAKMEM_LEARN_WINDOW_MS",    OPT_INT, O(learn_window_ms),  1000, 50, 60000, 0, "learner sampling window"},
+  {"HAKMEM_LEARN_MIN_SAMPLES",  OPT_INT, O(learn_min_samples), 256, 1, 1000000, 0, "samples a window needs before CAP moves"},
+  {"HAKMEM_TARGET_HIT_MID",     OPT_DBL, O(target_hit_mid),  0.65, 0.05, 0.999, 0, "target hit rate, Mid"},
+  {"HAKMEM_TARGET_HIT_LARGE",   OPT_DBL, O(target_hit_large),0.55, 0.05, 0.999, 0, "target hit rate, Large"},
+  {"HAKMEM_CAP_STEP_MID",       OPT_INT, O(cap_step_mid),       4, 1, 64, 0, "CAP step, Mid"},
+  {"HAKMEM_CAP_MIN_MID",        OPT_INT, O(cap_min_mid),        8, 0, 4096, 0, "CAP floor, Mid"},
+  {"HAKMEM_CAP_MAX_MID",        OPT_INT, O(cap_max_mid),     2048, 1, 65536, 0, "CAP ceiling, Mid"},
+  {"HAKMEM_CAP_DWELL_SEC_MID",  OPT_INT, O(cap_dwell_sec_mid),  3, 0, 60, 0, "seconds between CAP changes, Mid"},
+  {"HAKMEM_CAP_STEP_LARGE",     OPT_INT, O(cap_step_large),     2, 1, 64, 0, "CAP step, Large (blocks)"},
+  {"HAKMEM_CAP_MIN_LARGE",      OPT_INT, O(cap_min_large),      2, 0, 4096, 0, "CAP floor, Large"},
+  {"HAKMEM_CAP_MAX_LARGE",      OPT_INT, O(cap_max_large),    256, 1, 65536, 0, "CAP ceiling, Large"},
+  {"HAKMEM_WMAX_LEARN",         OPT_INT, O(wmax_learn),         0, 0, 1, 0, "let the learner try W_MAX candidates"},
+  {"HAKMEM_WMAX_CANARY",        OPT_INT, O(wmax_canary),        1, 0, 1, 0, "trial a candidate before adopting it"},
+  {"HAKMEM_WMAX_TRIAL_SEC",     OPT_INT, O(wmax_trial_sec),     5, 1, 600, 0, "trial length"},
+  {"HAKMEM_WMAX_ADOPT_PCT",     OPT_DBL, O(wmax_adopt_pct),  0.01, 0.0, 1.0, 0, "score gain needed to adopt"},
+  {"HAKMEM_WMAX_CANDIDATES_MID",OPT_STR, O(wmax_candidates_mid), 0, 0, 128, "1.25,1.4,1.5,1.6,1.7", "W_MAX candidates (CSV)"},
+  {"HAKMEM_LEARN_LOG",          OPT_STR, O(learn_log),          0, 0, 256, "", "CSV log of learner windows"},
+  {"HAKMEM_FAULT_MMAP_NTH",     OPT_INT, O(fault_mmap_nth),     0, 0, 1e12, 0, "debug builds: fail the Nth OS mapping"},
+};
+#define OPT_N (sizeof opt_table / sizeof opt_table[0])
+
+//! Formats into a stack buffer and writes it to stderr.
+static void opt_say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static void opt_say(const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof buf - 1) n = sizeof buf - 1;
+  if (n > 0) hak__os_write_err(buf, (size_t)n);
+}
+
+//! Parses a whole string as a number; 0 if anything is left over.
+static int opt_parse_num(const char* s, int is_int, double* out) {
+  char* end;
+  errno = 0;
+  if (is_int) {
+    long long v = strtoll(s, &end, 0);
+    if (errno || end == s) return 0;
+    *out = (double)v;
+  } else {
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v)) return 0;
+    *out = v;
+  }
+  while (*end == ' ' || *end == '\t') end++;
+  return *end == 0;
+}
+
+int hak__parse_csv_doubles(const char* s, double* out, int max) {
+  int n = 0;
+  while (*s) {
+    char* end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || n >= max || !isfinite(v)) return -1;
+    out[n++] = v;
+    s = end;
+    while (*s == ' ') s++;
+    if (*s == ',') s++;
+    else if (*s) return -1;
+  }
+  return n;
+}
+
+//! Stores a number into its field.
+static void opt_store(const opt_def_t* d, double v) {
+  char* base = (char*)&hak__opt;
+  if (d->type == OPT_DBL) *(double*)(base + d->off) = v;
+  else if (d->off == O(fault_mmap_nth)) *(long*)(base + d->off) = (long)v;
+  else *(int*)(base + d->off) = (int)v;
+}
+
+void hak__options_init(void) {
+  int e = errno;
+  for (size_t i = 0; i < OPT_N; i++) {
+    const opt_def_t* d = &opt_table[i];
+    char* base = (char*)&hak__opt;
+    if (d->type == OPT_STR) {
+      char* dst = base + d->off;
+      size_t cap = (size_t)d->hi;
+      strncpy(dst, d->sdef, cap - 1);
+      const char* s = getenv(d->name);
+      if (!s) continue;
+      if (strlen(s) >= cap) {
+        opt_say("hakmem: %s='%.64s...' is too long (at most %zu characters); using '%s'\n",
+                d->name, s, cap - 1, d->sdef);
+        continue;
+      }
+      if (d->off == O(wmax_candidates_mid)) {
+        double tmp[16];
+        int k = hak__parse_csv_doubles(s, tmp, 16);
+        int ok = k > 0;
+        for (int j = 0; ok && j < k; j++) ok = tmp[j] >= 1.0 && tmp[j] <= 2.0;
+        if (!ok) {
+          opt_say("hakmem: %s='%s' is not valid (expected a comma list of 1 to 16 numbers in 1.0..2.0); using '%s'\n",
+                  d->name, s, d->sdef);
+          continue;
+        }
+      }
+      strncpy(dst, s, cap - 1);
+      continue;
+    }
+    opt_store(d, d->def);
+    const char* s = getenv(d->name);
+    if (!s) continue;
+    double v;
+    int is_int = d->type == OPT_INT;
+    if (!opt_parse_num(s, is_int, &v) || v < d->lo || v > d->hi) {
+      if (is_int)
+        opt_say("hakmem: %s='%s' is not valid (expected an integer in %.0f..%.0f); using %.0f\n",
+                d->name, s, d->lo, d->hi, d->def);
+      else
+        opt_say("hakmem: %s='%s' is not valid (expected a number in %g..%g); using %g\n",
+                d->name, s, d->lo, d->hi, d->def);
+      continue;
+    }
+    opt_store(d, v);
+  }
+  if (hak__opt.cap_min_mid > hak__opt.cap_max_mid) {
+    opt_say("hakmem: HAKMEM_CAP_MIN_MID=%d is above HAKMEM_CAP_MAX_MID=%d; using 8 and 2048\n",
+            hak__opt.cap_min_mid, hak__opt.cap_max_mid);
+    hak__opt.cap_min_mid = 8; hak__opt.cap_max_mid = 2048;
+  }
+  errno = e;
+}
+
+void hak__options_print(void) {
+  for (size_t i = 0; i < OPT_N; i++) {
+    const opt_def_t* d = &opt_table[i];
+    const char* base = (const char*)&hak__opt;
+    if (d->type == OPT_STR) opt_say("%s=%s\n", d->name, base + d->off);
+    else if (d->type == OPT_DBL) opt_say("%s=%g\n", d->name, *(const double*)(base + d->off));
+    else if (d->off == O(fault_mmap_nth)) opt_say("%s=%ld\n", d->name, *(const long*)(base + d->off));
+    else opt_say("%s=%d\n", d->name, *(const int*)(base + d->off));
+  }
+}

@@ -1,0 +1,169 @@
+/* The prim layer: mmap, munmap, madvise, mremap and friends.
+ * Build switch HAK_FAULT_INJECT (on in DEBUG and sanitizer builds): the Nth
+ * mapping fails, set by HAKMEM_FAULT_MMAP_NTH or hak_fault_inject_mmap(). */
+#define _GNU_SOURCE
+#include "internal.h"
+#include <sys/mman.h>
+#include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <time.h>
+#include <string.h>
+
+_Atomic int64_t hak__os_mapped, hak__os_mapped_peak;
+
+#ifdef HAK_FAULT_INJECT
+static _Atomic long os_fault_nth;     /* fail when os_map_count reaches this */
+static _Atomic long os_map_count;
+//! Arms a failure of the nth OS mapping from now (0 disarms).
+HAK_API void hak_fault_inject_mmap(long nth) {
+  atomic_store(&os_map_count, 0);
+  atomic_store(&os_fault_nth, nth);
+}
+//! True if this mapping is the one chosen to fail.
+static int os_fault_now(void) {
+  static _Atomic int env_read;
+  if (!atomic_exchange(&env_read, 1) && hak__opt.fault_mmap_nth > 0)
+    atomic_store(&os_fault_nth, hak__opt.fault_mmap_nth);
+  long nth = atomic_load(&os_fault_nth);
+  if (nth <= 0) return 0;
+  if (atomic_fetch_add(&os_map_count, 1) + 1 == nth) { atomic_store(&os_fault_nth, 0); return 1; }
+  return 0;
+}
+#else
+#define os_fault_now() 0
+#endif
+
+//! Counts mapped bytes and keeps the peak.
+static void os_account(int64_t delta) {
+  int64_t now = atomic_fetch_add_explicit(&hak__os_mapped, delta, memory_order_relaxed) + delta;
+  int64_t peak = atomic_load_explicit(&hak__os_mapped_peak, memory_order_relaxed);
+  while (now > peak && !atomic_compare_exchange_weak(&hak__os_mapped_peak, &peak, now)) {}
+}
+
+//! Anonymous private mapping; NULL with errno ENOMEM on failure.
+void* hak__os_map(size_t size) {
+  if (os_fault_now()) { errno = ENOMEM; return NULL; }
+  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) { errno = ENOMEM; return NULL; }
+  os_account((int64_t)size);
+  return p;
+}
+
+static _Atomic uintptr_t os_hint;   /* where the last aligned mapping ended */
+
+//! Aligned mapping: first at a hint (one syscall), else over-map and trim.
+void* hak__os_map_aligned(size_t size, size_t align) {
+  if (os_fault_now()) { errno = ENOMEM; return NULL; }
+  uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
+  if (hint) {
+    hint = (hint + align - 1) & ~(uintptr_t)(align - 1);
+    void* p = mmap((void*)hint, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) {
+      if (((uintptr_t)p & (align - 1)) == 0) {
+        atomic_store_explicit(&os_hint, (uintptr_t)p + size, memory_order_relaxed);
+        os_account((int64_t)size);
+        return p;
+      }
+      munmap(p, size);
+    }
+  }
+  size_t over = size + align;
+  if (over < size) { errno = ENOMEM; return NULL; }
+  char* raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) { errno = ENOMEM; return NULL; }
+  uintptr_t a = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+  size_t head = a - (uintptr_t)raw, tail = over - head - size;
+  if (head) munmap(raw, head);
+  if (tail) munmap((char*)a + size, tail);
+  atomic_store_explicit(&os_hint, a + size, memory_order_relaxed);
+  os_account((int64_t)size);
+  return (void*)a;
+}
+
+//! Returns a mapping to the OS.
+void hak__os_unmap(void* p, size_t size) {
+  if (munmap(p, size) == 0) os_account(-(int64_t)size);
+}
+
+//! Drops the pages' contents and RSS; the range stays mapped and reads zero.
+void hak__os_decommit(void* p, size_t size) {
+  int e = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = e;
+}
+
+//! mremap, optionally to a fixed (already reserved) address.
+void* hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed) {
+  if (os_fault_now()) { errno = ENOMEM; return NULL; }
+  void* q = fixed ? mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, fixed)
+                  : mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  if (q == MAP_FAILED) { errno = ENOMEM; return NULL; }
+  os_account((int64_t)new_size - (int64_t)old_size);
+  return q;
+}
+
+//! Grows or shrinks a mapping where it stands; 0 on success.
+int hak__os_remap_inplace(void* p, size_t old_size, size_t new_size) {
+  int e = errno;
+  void* q = mremap(p, old_size, new_size, 0);
+  errno = e;
+  if (q == MAP_FAILED) return -1;
+  os_account((int64_t)new_size - (int64_t)old_size);
+  return 0;
+}
+
+//! Asks for (or against) transparent huge pages.
+void hak__os_thp(void* p, size_t size, int on) {
+  int e = errno;
+  madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  errno = e;
+}
+
+//! Small segments never want THP: a 2 MiB fault would bloat RSS.
+void hak__os_nohuge(void* p, size_t size) { hak__os_thp(p, size, 0); }
+
+size_t hak__os_page_size(void) {
+  static size_t ps;
+  if (!ps) ps = (size_t)sysconf(_SC_PAGESIZE);
+  return ps;
+}
+
+//! Current RSS from /proc/self/statm (no allocation).
+size_t hak__os_rss(void) {
+  int e = errno;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { errno = e; return 0; }
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  errno = e;
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char* s = buf;
+  while (*s && *s != ' ') s++;
+  size_t pages = 0;
+  while (*s == ' ') s++;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
+  return pages * hak__os_page_size();
+}
+
+void hak__os_write_err(const char* s, size_t n) {
+  int e = errno;
+  while (n) {
+    ssize_t w = write(2, s, n);
+    if (w <= 0) break;
+    s += w; n -= (size_t)w;
+  }
+  errno = e;
+}
+
+uint64_t hak__os_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void hak__os_yield(void) { sched_yield(); }

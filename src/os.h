@@ -1,0 +1,25 @@
+/* The prim layer: every system call hakmem makes goes through here.
+ * Nothing here allocates. */
+#ifndef HAK_OS_H
+#define HAK_OS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+
+void*  hak__os_map(size_t size);                       /* anonymous RW, NULL + ENOMEM on failure */
+void*  hak__os_map_aligned(size_t size, size_t align); /* same, aligned to align (power of two) */
+void   hak__os_unmap(void* p, size_t size);
+void   hak__os_decommit(void* p, size_t size);         /* MADV_DONTNEED: RSS goes, mapping stays */
+void*  hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed); /* mremap */
+int    hak__os_remap_inplace(void* p, size_t old_size, size_t new_size);      /* 0 on success */
+void   hak__os_thp(void* p, size_t size, int on);
+void   hak__os_nohuge(void* p, size_t size);
+size_t hak__os_page_size(void);
+size_t hak__os_rss(void);                              /* current RSS in bytes, from /proc */
+void   hak__os_write_err(const char* s, size_t n);
+uint64_t hak__os_now_ns(void);
+void   hak__os_yield(void);
+
+/* bytes of address space hakmem holds from the OS, and its peak */
+extern _Atomic int64_t hak__os_mapped, hak__os_mapped_peak;
+#endif

@@ -1,0 +1,25 @@
+/* The policy snapshot the learner publishes and the slow paths read:
+ * CAP per class and W_MAX.  One relaxed atomic load per read; never read
+ * on a fast path. */
+#ifndef HAK_POLICY_H
+#define HAK_POLICY_H
+#include <stdatomic.h>
+#include <stdint.h>
+
+extern _Atomic uint32_t hak__cap[];           /* small classes: pages; Large: blocks */
+extern _Atomic uint32_t hak__wmax_mid_milli;  /* W_MAX x 1000 */
+
+static inline uint32_t hak__policy_cap(unsigned cls) {
+  return atomic_load_explicit(&hak__cap[cls], memory_order_relaxed);
+}
+static inline uint32_t hak__policy_wmax_milli(void) {
+  return atomic_load_explicit(&hak__wmax_mid_milli, memory_order_relaxed);
+}
+void hak__policy_init(void);
+void hak__small_init(void);
+void hak__small_fork_child(void);
+void hak__small_released_add(uint32_t n);
+void* hak__small_central_pop(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got);
+void* hak__drain_remote_lockfree(struct hak_heap* h, unsigned cls, uint32_t* got);
+uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got);
+#endif

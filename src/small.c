@@ -1,0 +1,295 @@
+/* The shared slow paths of Tiny and Mid ("small" classes): the sharded
+ * central lists, the remote inbox, carving pages by bump pointer, page
+ * refill batches (seed phase 6.25), and the scavenger that gives wholly
+ * free pages beyond CAP back to the OS.
+ *
+ * Page accounting costs the fast path nothing: a page only learns it is
+ * free when the scavenger, holding every block of the class's central
+ * lists, counts the page's blocks and finds all of its carved blocks. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "policy.h"
+
+static hak_freelist_t central[HAK_SMALL_CLASSES][HAK_SHARDS];
+static _Atomic int scav_busy[HAK_SMALL_CLASSES];
+static uint32_t scav_gen[HAK_SMALL_CLASSES];           /* under scav_busy */
+static _Atomic uint64_t scav_last_ns[HAK_SMALL_CLASSES];
+static _Atomic int64_t scav_low[HAK_SMALL_CLASSES];     /* low water of the central count */
+
+void hak__small_init(void) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++)
+    for (unsigned s = 0; s < HAK_SHARDS; s++) hak__freelist_init(&central[c][s]);
+}
+
+void hak__small_fork_child(void) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) atomic_store(&scav_busy[c], 0);
+#ifdef HAK_CENTRAL_MUTEX
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++)
+    for (unsigned s = 0; s < HAK_SHARDS; s++) pthread_mutex_init(&central[c][s].lock, NULL);
+#endif
+}
+
+static inline uint32_t small_bpp(unsigned cls) { return (uint32_t)(HAK_PAGE_SIZE / hak__class_size[cls]); }
+
+uint64_t hak__small_cached_blocks(unsigned cls) {
+  int64_t n = 0;
+  for (unsigned s = 0; s < HAK_SHARDS; s++) n += atomic_load_explicit(&central[cls][s].count, memory_order_relaxed);
+  return n > 0 ? (uint64_t)n : 0;
+}
+
+//! Decay: the scavenger releases only what sat idle.  Each class keeps the
+//! low-water mark of its central lists over a window of HAKMEM_DECAY_MS;
+//! at the window's end, blocks that were never needed during it (the low
+//! water, less CAP pages) are surplus, and the wholly free pages among them
+//! go back to the OS.  A class in churn drains its lists to near zero in
+//! every window and so keeps what it will need again.
+static int small_maybe_scavenge(unsigned cls, uint64_t now) {
+  int64_t count = (int64_t)hak__small_cached_blocks(cls);
+  int64_t bpp = small_bpp(cls);
+  int64_t capb = (int64_t)hak__policy_cap(cls) * bpp;
+  if (count <= capb + 4 * bpp) return 0;
+  if (!now) now = hak__os_now_ns();
+  uint64_t start = atomic_load_explicit(&scav_last_ns[cls], memory_order_relaxed);
+  if (now - start < (uint64_t)hak__opt.decay_ms * 1000000ull) return 0;
+  if (!atomic_compare_exchange_strong(&scav_last_ns[cls], &start, now)) return 0;
+  int64_t low = atomic_exchange_explicit(&scav_low[cls], count, memory_order_relaxed);
+  if (low > count) low = count;
+  if (low - capb < 4 * bpp) return 0;
+  int64_t keep = (capb + (count - low)) / bpp;
+  hak__small_scavenge(cls, (uint32_t)(keep < 0x7fffffff ? keep : 0x7fffffff), 0);
+  atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
+  return 1;
+}
+
+void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n) {
+  hak__freelist_push_batch_lockfree(&central[cls][h->id % HAK_SHARDS], first, last, n, h);
+  HAK_CSTAT(h, cls, central_push, n);
+  if (!hak__opt.keep && small_maybe_scavenge(cls, 0)) HAK_TSTAT(h, scavenges, 1);
+}
+
+static _Atomic uint64_t tick_last_ns;
+
+//! Periodic upkeep from slow paths (at most every 100 ms): release surplus
+//! pages of idle classes and decay the huge-mapping cache.
+void hak__maintenance_tick(void) {
+  uint64_t now = hak__os_now_ns();
+  uint64_t last = atomic_load_explicit(&tick_last_ns, memory_order_relaxed);
+  if (now - last < 100000000ull || !atomic_compare_exchange_strong(&tick_last_ns, &last, now)) return;
+  if (!hak__opt.keep)
+    for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) small_maybe_scavenge(c, now);
+  hak__huge_tick();
+}
+
+//! Pops a batch from the central lists, own shard first.
+void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got) {
+  hak__maintenance_tick();
+  unsigned s0 = h->id % HAK_SHARDS;
+  for (unsigned i = 0; i < HAK_SHARDS; i++) {
+    hak_freelist_t* fl = &central[cls][(s0 + i) % HAK_SHARDS];
+    if (atomic_load_explicit(&fl->count, memory_order_relaxed) <= 0 &&
+        !atomic_load_explicit(&fl->head, memory_order_relaxed))
+      continue;
+    void* chain = hak__freelist_pop_lockfree(fl, max, got, h);
+    if (chain) {
+      HAK_CSTAT(h, cls, central_pop, *got);
+      int64_t now = (int64_t)hak__small_cached_blocks(cls);
+      if (now < atomic_load_explicit(&scav_low[cls], memory_order_relaxed))
+        atomic_store_explicit(&scav_low[cls], now, memory_order_relaxed);
+      return chain;
+    }
+  }
+  *got = 0;
+  return NULL;
+}
+
+//! drain_remote_lockfree: the owner takes its whole inbox in one exchange;
+//! the count rides in the low bits, so nothing is walked.
+void* hak__drain_remote_lockfree(hak_heap_t* h, unsigned cls, uint32_t* got) {
+  if (!atomic_load_explicit(&h->inbox[cls], memory_order_relaxed)) { *got = 0; return NULL; }
+  uintptr_t v = atomic_exchange_explicit(&h->inbox[cls], 0, memory_order_acquire);
+  HAK_TSTAT(h, drains, 1);
+  HAK_TSTAT(h, drained_blocks, v & HAK_INBOX_MAX);
+  *got = (uint32_t)(v & HAK_INBOX_MAX);
+  return (void*)(v & ~(uintptr_t)HAK_INBOX_MAX);
+}
+
+//! A free by a thread that does not own the page.  The owner's inbox holds
+//! at most HAK_INBOX_MAX blocks: the free that finds it full takes them all
+//! to the central list in one batch, so an owner that stops allocating
+//! strands nothing, and remote frees reach central 16 at a time.
+void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
+  uintptr_t tok = hak__page_owner(pg);
+  hak_heap_t* owner = (hak_heap_t*)(tok & ~HAK_TOKEN_EPOCH_MASK);
+  unsigned cls = pg->cls;
+  if (owner && __atomic_load_n(&owner->token, __ATOMIC_ACQUIRE) == tok) {
+    _Atomic uintptr_t* box = &owner->inbox[cls];
+    uintptr_t old = atomic_load_explicit(box, memory_order_relaxed);
+    HAK_CSTAT(h, cls, remote_free, 1);
+    for (;;) {
+      uintptr_t n = old & HAK_INBOX_MAX;
+      if (n == HAK_INBOX_MAX) {
+        if (!atomic_compare_exchange_weak_explicit(box, &old, 0, memory_order_acquire, memory_order_relaxed))
+          continue;
+        void* chain = (void*)(old & ~(uintptr_t)HAK_INBOX_MAX);
+        void* last = chain;
+        while (*(void**)last) last = *(void**)last;
+        *(void**)p = chain;
+        hak__small_central_push(h, cls, p, last, (uint32_t)n + 1);
+        return;
+      }
+      *(void**)p = (void*)(old & ~(uintptr_t)HAK_INBOX_MAX);
+      if (atomic_compare_exchange_weak_explicit(box, &old, (uintptr_t)p | (n + 1), memory_order_release,
+                                                memory_order_relaxed))
+        return;
+    }
+  }
+  /* no live owner (carved out, or its thread exited): the page becomes
+   * ownerless and the block joins this thread's cache */
+  if (tok != HAK_TOKEN_NONE) atomic_compare_exchange_strong(&pg->owner, &tok, HAK_TOKEN_NONE);
+  if (cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, cls, p);
+  else hak__pool_free_slow(h, cls, p);
+}
+
+//! Retires an exhausted or abandoned active page: its carved count is final.
+static void small_slot_retire(PoolTLSPage* s) {
+  hak_page_t* pg = s->page;
+  if (!pg) return;
+  uintptr_t start = hak__page_start(pg);
+  uint32_t carved = (uint32_t)((s->bump - start) / pg->block_size);
+  atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
+  atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
+  /* a carved-out page has no owner: any thread frees into its own cache */
+  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
+  s->page = NULL;
+  s->bump = s->end = 0;
+}
+
+void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
+  for (int i = 0; i < HAK_TLS_PAGES; i++) small_slot_retire(&h->pages[cls][i]);
+}
+
+//! alloc_tls_page_batch: takes up to `batch` fresh pages into empty slots
+//! (seed phase 6.25).  Over CAP it takes one page at a time (soft CAP).
+static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
+  if (hak__small_pages_in_use(cls) >= (uint64_t)hak__policy_cap(cls) + (uint64_t)batch) batch = 1;
+  int got = 0;
+  for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
+    PoolTLSPage* s = &h->pages[cls][i];
+    if (s->page && s->bump < s->end) continue;
+    small_slot_retire(s);
+    hak_page_t* pg = hak__page_acquire(cls, h);
+    if (!pg) break;
+    s->page = pg;
+    s->bump = hak__page_start(pg);
+    s->end = s->bump + (uintptr_t)pg->capacity * pg->block_size;
+    got++;
+  }
+  if (got) {
+    hak__maintenance_tick();
+    HAK_CSTAT(h, cls, refill, 1);
+    HAK_CSTAT(h, cls, refill_pages, got);
+    HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
+  }
+  return got;
+}
+
+//! Carves up to max blocks from the active pages, taking fresh pages when
+//! they run out.  Returns the first block of a contiguous run; *got counts it.
+uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got) {
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < HAK_TLS_PAGES; i++) {
+      PoolTLSPage* s = &h->pages[cls][i];
+      if (!s->page || s->bump >= s->end) continue;
+      uint32_t bs = s->page->block_size;
+      uint32_t avail = (uint32_t)((s->end - s->bump) / bs);
+      uint32_t n = avail < max ? avail : max;
+      uintptr_t run = s->bump;
+      s->bump += (uintptr_t)n * bs;
+      if (s->bump >= s->end) small_slot_retire(s);
+      *got = n;
+      return run;
+    }
+    if (round == 0 && !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)) break;
+  }
+  *got = 0;
+  return 0;
+}
+
+/* ---- scavenger ---------------------------------------------------------- */
+
+//! Takes every block of the class, releases wholly free pages beyond
+//! keep_pages, and puts the rest back.  Never waits: if another thread is
+//! scavenging this class, returns at once.
+void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&scav_busy[cls], &expect, 1)) return;
+  void* all = NULL;
+  uint32_t total = 0;
+  for (unsigned s = 0; s < HAK_SHARDS; s++) {
+    uint32_t n;
+    void* chain = hak__freelist_take_all(&central[cls][s], &n);
+    if (!chain) continue;
+    void* last = chain;
+    while (*(void**)last) last = *(void**)last;
+    *(void**)last = all;
+    all = chain;
+    total += n;
+  }
+  uint32_t gen = ++scav_gen[cls];
+  if (gen == 0) gen = ++scav_gen[cls];
+  for (void* p = all; p; p = *(void**)p) {
+    hak_page_t* pg = hak__page_of((uintptr_t)p);
+    if (pg->scav_gen != gen) { pg->scav_gen = gen; pg->scav_count = 0; }
+    pg->scav_count++;
+  }
+  /* decide per page: scav_count becomes KEEP or DROP once the page is whole */
+  const uint32_t KEEP = 0x80000000u, DROP = 0x40000000u;
+  uint32_t kept_pages = 0, released = 0;
+  void* keep_head = NULL; void* keep_tail = NULL; uint32_t keep_n = 0;
+  hak_page_t* drop = NULL;
+  for (void* p = all; p;) {
+    void* next = *(void**)p;
+    hak_page_t* pg = hak__page_of((uintptr_t)p);
+    uint32_t sc = pg->scav_count;
+    if (!(sc & (KEEP | DROP))) {
+      int whole = atomic_load_explicit(&pg->state, memory_order_acquire) == HAK_PAGE_FULL &&
+                  sc == atomic_load_explicit(&pg->carved, memory_order_relaxed);
+      if (whole && (force || kept_pages >= keep_pages)) {
+        sc = DROP;
+        pg->next_free = drop;
+        drop = pg;
+      } else {
+        if (whole) kept_pages++;
+        sc = KEEP;
+      }
+      pg->scav_count = sc;
+    }
+    if (sc & KEEP) {
+      *(void**)p = NULL;
+      if (keep_tail) *(void**)keep_tail = p; else keep_head = p;
+      keep_tail = p;
+      keep_n++;
+    }
+    p = next;
+  }
+  if (keep_head) hak__freelist_push_batch_lockfree(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
+  while (drop) {
+    hak_page_t* pg = drop;
+    drop = pg->next_free;
+    hak__page_release(pg);
+    released++;
+  }
+  hak__small_released_add(released);
+  atomic_store(&scav_busy[cls], 0);
+  (void)total;
+}
+
+static _Atomic uint64_t small_pages_released;
+void hak__small_released_add(uint32_t n) { atomic_fetch_add_explicit(&small_pages_released, n, memory_order_relaxed); }
+
+//! Releases every wholly free page of every class; returns bytes released.
+size_t hak__small_trim(void) {
+  uint64_t before = atomic_load(&small_pages_released);
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__small_scavenge(c, 0, 1);
+  return (size_t)(atomic_load(&small_pages_released) - before) * HAK_PAGE_SIZE;
+}

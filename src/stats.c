@@ -1,0 +1,185 @@
+/* Merging and printing of the counters. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+const char* const hak__class_stat_names[HAK_CS_COUNT] = {
+#define X(n) #n,
+  HAK_CLASS_STATS(X)
+#undef X
+};
+static const char* const thread_stat_names[HAK_TS_COUNT] = {
+#define X(n) #n,
+  HAK_THREAD_STATS(X)
+#undef X
+};
+
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_tstats_t stats_retired;
+static _Atomic int64_t layer_mapped[HAK_LAYER_COUNT], layer_mapped_peak[HAK_LAYER_COUNT];
+
+void hak__layer_mapped_add(int layer, int64_t bytes) {
+  int64_t now = atomic_fetch_add_explicit(&layer_mapped[layer], bytes, memory_order_relaxed) + bytes;
+  int64_t peak = atomic_load_explicit(&layer_mapped_peak[layer], memory_order_relaxed);
+  while (now > peak && !atomic_compare_exchange_weak(&layer_mapped_peak[layer], &peak, now)) {}
+}
+
+//! Adds one thread's counters into dst, reading them relaxed (the owner may be running).
+static void stats_add(hak_tstats_t* dst, hak_tstats_t* src) {
+  for (int c = 0; c < HAK_STAT_CLASSES; c++)
+    for (int k = 0; k < HAK_CS_COUNT; k++)
+      dst->c[c][k] += __atomic_load_n(&src->c[c][k], __ATOMIC_RELAXED);
+  for (int k = 0; k < HAK_TS_COUNT; k++)
+    dst->t[k] += __atomic_load_n(&src->t[k], __ATOMIC_RELAXED);
+}
+
+void hak__stats_merge(hak_heap_t* h) {
+  pthread_mutex_lock(&stats_lock);
+  stats_add(&stats_retired, &h->st);
+  pthread_mutex_unlock(&stats_lock);
+  memset(&h->st, 0, sizeof h->st);
+}
+
+static void stats_add_heap(hak_heap_t* h, void* arg) { stats_add((hak_tstats_t*)arg, &h->st); }
+
+void hak__stats_sum(hak_tstats_t* out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&stats_lock);
+  stats_add(out, &stats_retired);
+  pthread_mutex_unlock(&stats_lock);
+  hak__heap_each(stats_add_heap, out);
+}
+
+//! Which layer a stats class belongs to.
+static int stats_layer_of(int c) {
+  if (c < HAK_TINY_CLASSES) return HAK_LAYER_TINY;
+  if (c < HAK_SMALL_CLASSES) return HAK_LAYER_MID;
+  if (c < HAK_STAT_HUGE) return HAK_LAYER_LARGE;
+  return HAK_LAYER_HUGE;
+}
+
+//! Blocks of a class that sit in caches (central lists), in pages.
+static void stats_gauges(hak_stats_t* out) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    hak_layer_stats_t* L = &out->layer[stats_layer_of((int)c)];
+    uint32_t bpp = (uint32_t)((HAK_PAGE_SIZE) / hak__class_size[c]);
+    L->pages_in_use += hak__small_pages_in_use(c);
+    L->pages_cached += hak__small_cached_blocks(c) / (bpp ? bpp : 1);
+  }
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++)
+    out->layer[HAK_LAYER_LARGE].pages_cached +=
+        hak__l25_cached_blocks(c) * hak__large_size[c] / HAK_PAGE_SIZE;
+  for (int l = 0; l < HAK_LAYER_COUNT; l++) {
+    out->layer[l].bytes_mapped = (uint64_t)atomic_load(&layer_mapped[l]);
+    out->layer[l].bytes_mapped_peak = (uint64_t)atomic_load(&layer_mapped_peak[l]);
+  }
+  out->layer[HAK_LAYER_LARGE].pages_in_use = out->layer[HAK_LAYER_LARGE].bytes_mapped / HAK_PAGE_SIZE;
+  out->layer[HAK_LAYER_HUGE].pages_in_use = out->layer[HAK_LAYER_HUGE].bytes_mapped / HAK_PAGE_SIZE;
+  out->bytes_mapped = (uint64_t)atomic_load(&hak__os_mapped);
+  out->bytes_mapped_peak = (uint64_t)atomic_load(&hak__os_mapped_peak);
+  out->threads_started = atomic_load(&hak__threads_started);
+  out->threads_exited = atomic_load(&hak__threads_exited);
+}
+
+static void stats_fill(hak_stats_t* out, hak_tstats_t* t) {
+  memset(out, 0, sizeof *out);
+  for (int c = 0; c < HAK_STAT_CLASSES; c++) {
+    hak_layer_stats_t* L = &out->layer[stats_layer_of(c)];
+    L->allocs += t->c[c][HAK_CS_alloc];
+    L->frees += t->c[c][HAK_CS_free];
+    L->remote_frees += t->c[c][HAK_CS_remote_free];
+    L->misses += t->c[c][HAK_CS_miss];
+  }
+  for (int l = 0; l < HAK_LAYER_COUNT; l++)
+    out->layer[l].hits = out->layer[l].allocs > out->layer[l].misses
+                             ? out->layer[l].allocs - out->layer[l].misses : 0;
+  stats_gauges(out);
+}
+
+HAK_API void hak_stats_get(hak_stats_t* out) {
+  hak_tstats_t* t = hak__os_map(sizeof *t);   /* too big for some thread stacks */
+  if (!t) { memset(out, 0, sizeof *out); return; }
+  hak__stats_sum(t);
+  stats_fill(out, t);
+  hak__os_unmap(t, sizeof *t);
+}
+
+static const char* const layer_names[HAK_LAYER_COUNT] = {"tiny", "mid", "large", "huge"};
+
+HAK_API void hak_stats_print(FILE* f) {
+  hak_tstats_t* t = hak__os_map(sizeof *t);
+  if (!t) return;
+  hak__stats_sum(t);
+  hak_stats_t s;
+  stats_fill(&s, t);
+  fprintf(f, "hakmem stats: pid %d, threads %llu started, %llu exited, RSS %.1f MiB\n",
+          (int)getpid(), s.threads_started, s.threads_exited, hak__os_rss() / 1048576.0);
+  fprintf(f, "%-7s %12s %12s %10s %12s %10s %8s %9s %9s %10s %10s\n", "layer", "allocs", "frees",
+          "remote", "hits", "misses", "hit%", "pg_used", "pg_cache", "mapped_MB", "peak_MB");
+  unsigned long long ta = 0, tf = 0, tr = 0, th = 0, tm = 0;
+  for (int l = 0; l < HAK_LAYER_COUNT; l++) {
+    hak_layer_stats_t* L = &s.layer[l];
+    fprintf(f, "%-7s %12llu %12llu %10llu %12llu %10llu %7.1f%% %9llu %9llu %10.1f %10.1f\n",
+            layer_names[l], L->allocs, L->frees, L->remote_frees, L->hits, L->misses,
+            L->allocs ? 100.0 * (double)L->hits / (double)L->allocs : 0.0, L->pages_in_use,
+            L->pages_cached, L->bytes_mapped / 1048576.0, L->bytes_mapped_peak / 1048576.0);
+    ta += L->allocs; tf += L->frees; tr += L->remote_frees; th += L->hits; tm += L->misses;
+  }
+  fprintf(f, "%-7s %12llu %12llu %10llu %12llu %10llu %7.1f%% %9s %9s %10.1f %10.1f\n", "total",
+          ta, tf, tr, th, tm, ta ? 100.0 * (double)th / (double)ta : 0.0, "-", "-",
+          s.bytes_mapped / 1048576.0, s.bytes_mapped_peak / 1048576.0);
+  fprintf(f, "counters:");
+  for (int k = 0; k < HAK_TS_COUNT; k++) fprintf(f, " %s=%llu", thread_stat_names[k], (unsigned long long)t->t[k]);
+  fprintf(f, "\nper class (size: allocs frees remote misses refills pages borrow central_pop central_push):\n");
+  for (int c = 0; c < HAK_STAT_CLASSES; c++) {
+    uint64_t* v = t->c[c];
+    if (!v[HAK_CS_alloc] && !v[HAK_CS_free]) continue;
+    unsigned long sz = c < HAK_SMALL_CLASSES ? hak__class_size[c]
+                     : c < HAK_STAT_HUGE ? hak__large_size[c - HAK_STAT_LARGE0] : 0;
+    fprintf(f, "  %-5s %8lu: %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", layer_names[stats_layer_of(c)], sz,
+            (unsigned long long)v[HAK_CS_alloc], (unsigned long long)v[HAK_CS_free],
+            (unsigned long long)v[HAK_CS_remote_free], (unsigned long long)v[HAK_CS_miss],
+            (unsigned long long)v[HAK_CS_refill], (unsigned long long)v[HAK_CS_refill_pages],
+            (unsigned long long)v[HAK_CS_borrow], (unsigned long long)v[HAK_CS_central_pop],
+            (unsigned long long)v[HAK_CS_central_push]);
+  }
+  fflush(f);
+  hak__os_unmap(t, sizeof *t);
+}
+
+HAK_API void hak_stats_print_json(FILE* f) {
+  hak_stats_t s;
+  hak_stats_get(&s);
+  fprintf(f, "{\"pid\":%d,\"bytes_mapped\":%llu,\"bytes_mapped_peak\":%llu,\"threads_started\":%llu,"
+             "\"threads_exited\":%llu,\"layers\":{",
+          (int)getpid(), s.bytes_mapped, s.bytes_mapped_peak, s.threads_started, s.threads_exited);
+  for (int l = 0; l < HAK_LAYER_COUNT; l++) {
+    hak_layer_stats_t* L = &s.layer[l];
+    fprintf(f, "%s\"%s\":{\"allocs\":%llu,\"frees\":%llu,\"remote_frees\":%llu,\"hits\":%llu,"
+               "\"misses\":%llu,\"pages_in_use\":%llu,\"pages_cached\":%llu,\"bytes_mapped\":%llu,"
+               "\"bytes_mapped_peak\":%llu}",
+            l ? "," : "", layer_names[l], L->allocs, L->frees, L->remote_frees, L->hits, L->misses,
+            L->pages_in_use, L->pages_cached, L->bytes_mapped, L->bytes_mapped_peak);
+  }
+  fprintf(f, "}}\n");
+  fflush(f);
+}
+
+static int stats_fd = -1;
+
+//! Keeps a private copy of stderr: programs such as coreutils close
+//! stderr in their own atexit handlers, before the table is printed.
+void hak__stats_init(void) {
+  if (hak__opt.stats) stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+}
+
+void hak__stats_at_exit(void) {
+  if (!hak__opt.stats) return;
+  FILE* f = stats_fd >= 0 ? fdopen(stats_fd, "w") : NULL;
+  hak_stats_print(f ? f : stderr);
+  if (f) fclose(f);
+  stats_fd = -1;
+}

@@ -1,0 +1,54 @@
+/* Counters, defined once as X-macros.  Each thread increments its own
+ * (plain load/add/store, no read-modify-write); exiting threads merge
+ * theirs into a global total. */
+#ifndef HAK_STATS_H
+#define HAK_STATS_H
+#include <stdint.h>
+
+/* per size class */
+#define HAK_CLASS_STATS(X) \
+  X(alloc) X(free) X(remote_free) X(miss) X(refill) X(refill_pages) X(borrow) \
+  X(central_pop) X(central_push)
+
+/* per thread, not per class */
+#define HAK_THREAD_STATS(X) \
+  X(cas_ops) X(cas_retry) X(drains) X(drained_blocks) X(scavenges) X(pages_released) \
+  X(huge_cache_hit) X(huge_remap) X(large_decommit)
+
+enum {
+#define X(n) HAK_CS_##n,
+  HAK_CLASS_STATS(X)
+#undef X
+  HAK_CS_COUNT
+};
+enum {
+#define X(n) HAK_TS_##n,
+  HAK_THREAD_STATS(X)
+#undef X
+  HAK_TS_COUNT
+};
+
+/* class index space for stats: small classes, then Large, then one for Huge */
+#define HAK_STAT_LARGE0   42
+#define HAK_STAT_HUGE     (HAK_STAT_LARGE0 + 17)
+#define HAK_STAT_CLASSES  (HAK_STAT_HUGE + 1)
+
+typedef struct hak_tstats {
+  uint64_t c[HAK_STAT_CLASSES][HAK_CS_COUNT];
+  uint64_t t[HAK_TS_COUNT];
+} hak_tstats_t;
+
+#define HAK_BUMP(field, k) \
+  __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (k), __ATOMIC_RELAXED)
+#define HAK_CSTAT(h, cls, name, k) HAK_BUMP((h)->st.c[cls][HAK_CS_##name], k)
+#define HAK_TSTAT(h, name, k)      HAK_BUMP((h)->st.t[HAK_TS_##name], k)
+
+struct hak_heap;
+void hak__stats_merge(struct hak_heap* h);       /* at thread exit */
+void hak__stats_sum(hak_tstats_t* out);          /* retired + live threads */
+void hak__stats_at_exit(void);
+void hak__stats_init(void);
+/* per-layer gauges kept by the slow paths */
+void hak__layer_mapped_add(int layer, int64_t bytes);
+extern const char* const hak__class_stat_names[HAK_CS_COUNT];
+#endif

@@ -1,0 +1,71 @@
+/* Tiny (<= 1 KiB): per-thread LIFO lists per class, refilled in batches
+ * from the remote inbox, the central lists, then fresh pages; spilled to
+ * the central lists in batches when a list passes its limit. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "policy.h"
+#include <errno.h>
+
+//! Links a carved run of n blocks into a list; returns its last block.
+static void* tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
+  for (uint32_t i = 0; i + 1 < n; i++) *(void**)(run + (uintptr_t)i * bs) = (void*)(run + (uintptr_t)(i + 1) * bs);
+  void* last = (void*)(run + (uintptr_t)(n - 1) * bs);
+  *(void**)last = NULL;
+  return last;
+}
+
+void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls) {
+  hak_tiny_bin_t* b = &h->tiny[cls];
+  if (!b->head) {
+    uint32_t n, want = b->limit / 2;
+    void* chain = hak__drain_remote_lockfree(h, cls, &n);
+    if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
+    if (!chain) {
+      uintptr_t run = hak__small_carve(h, cls, want, &n);
+      if (run) { tiny_link_run(run, n, hak__class_size[cls]); chain = (void*)run; }
+    }
+    if (!chain) { errno = ENOMEM; return NULL; }
+    b->head = chain;
+    b->count = n;
+  }
+  void** p = b->head;
+  b->head = p[0];
+  b->count--;
+  p[1] = NULL;
+  HAK_CSTAT(h, cls, alloc, 1);
+  return p;
+}
+
+//! Pushes p even past the limit, then spills half the list to central.
+void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
+  hak_tiny_bin_t* b = &h->tiny[cls];
+  uintptr_t* w = p;
+  w[0] = (uintptr_t)b->head;
+  w[1] = hak__cookie ^ (uintptr_t)p;
+  b->head = p;
+  b->count++;
+  HAK_CSTAT(h, cls, free, 1);
+  if (b->count <= b->limit) return;
+  uint32_t n = b->limit / 2 ? b->limit / 2 : 1;
+  void* first = b->head;
+  void* last = first;
+  for (uint32_t i = 1; i < n; i++) last = *(void**)last;
+  b->head = *(void**)last;
+  b->count -= n;
+  hak__small_central_push(h, cls, first, last, n);
+}
+
+//! Hands every cached Tiny block to the central lists (thread exit, trim).
+void hak__tiny_flush(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
+    hak_tiny_bin_t* b = &h->tiny[c];
+    if (!b->head) continue;
+    void* last = b->head;
+    uint32_t n = 1;
+    while (*(void**)last) { last = *(void**)last; n++; }
+    void* first = b->head;
+    b->head = NULL;
+    b->count = 0;
+    hak__small_central_push(h, c, first, last, n);
+  }
+}

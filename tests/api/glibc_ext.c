@@ -1,0 +1,127 @@
+/* API conformance, the glibc extras: mallopt, mallinfo, mallinfo2,
+ * malloc_trim, malloc_stats and malloc_info exist (hakmem's, not glibc's)
+ * and do something sensible: mallinfo2 follows what is allocated,
+ * malloc_stats and malloc_info print something, mallopt accepts glibc's
+ * parameters without breaking allocation. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdint.h>
+#include "hk_test.h"
+
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  /* mallinfo */
+
+static unsigned long long mi2_total(void) {
+  struct mallinfo2 m = mallinfo2();
+  return (unsigned long long)m.arena + m.hblkhd + m.uordblks;
+}
+
+static void test_mallinfo(void) {
+  unsigned long long before = mi2_total();
+  struct mallinfo2 m0 = mallinfo2();
+  enum { N = 4096 };
+  static void* ps[N];
+  /* 64 MiB across tiny, mid, large and huge */
+  size_t total = 0;
+  for (int i = 0; i < N; i++) {
+    size_t n = (i % 4 == 0) ? 600 : (i % 4 == 1) ? 20000 : (i % 4 == 2) ? 40000 : ((i % 64 == 3) ? 2 * MiB : 100);
+    ps[i] = malloc(n);
+    CHECK(ps[i], "malloc(%zu)", n);
+    memset(ps[i], 1, n);
+    total += n;
+  }
+  struct mallinfo2 m1 = mallinfo2();
+  unsigned long long after = mi2_total();
+  CHECK(after >= before + total / 2,
+        "mallinfo2 does not follow allocation: arena+hblkhd+uordblks %llu -> %llu after allocating %zu bytes "
+        "(arena %zu->%zu hblkhd %zu->%zu uordblks %zu->%zu)",
+        before, after, total, m0.arena, m1.arena, m0.hblkhd, m1.hblkhd, m0.uordblks, m1.uordblks);
+  CHECK(m1.uordblks + m1.hblkhd >= total / 2, "mallinfo2: uordblks %zu + hblkhd %zu < half of the %zu live bytes",
+        m1.uordblks, m1.hblkhd, total);
+  struct mallinfo mo = mallinfo();  /* the int version: exists, same picture (values may be truncated) */
+  CHECK(mo.uordblks != 0 || mo.hblkhd != 0 || mo.arena != 0, "mallinfo() all zero with %zu bytes live", total);
+  for (int i = 0; i < N; i++) free(ps[i]);
+  struct mallinfo2 m2 = mallinfo2();
+  CHECK(m2.uordblks + m2.hblkhd < m1.uordblks + m1.hblkhd,
+        "mallinfo2 in-use (uordblks+hblkhd) did not drop after freeing everything: %zu -> %zu",
+        m1.uordblks + m1.hblkhd, m2.uordblks + m2.hblkhd);
+}
+
+static void test_mallopt(void) {
+  /* glibc returns 1 on success, 0 on error: anything else is not sensible. */
+  struct { int p, v; const char* name; } opts[] = {
+      {M_TRIM_THRESHOLD, 256 * 1024, "M_TRIM_THRESHOLD"}, {M_TOP_PAD, 64 * 1024, "M_TOP_PAD"},
+      {M_MMAP_THRESHOLD, 512 * 1024, "M_MMAP_THRESHOLD"}, {M_MMAP_MAX, 65536, "M_MMAP_MAX"},
+      {M_ARENA_MAX, 2, "M_ARENA_MAX"}, {M_ARENA_TEST, 8, "M_ARENA_TEST"}, {M_PERTURB, 0, "M_PERTURB"},
+      {M_CHECK_ACTION, 3, "M_CHECK_ACTION"}, {M_MXFAST, 64, "M_MXFAST"}, {12345, 1, "unknown 12345"}};
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+    int r = mallopt(opts[i].p, opts[i].v);
+    CHECK(r == 0 || r == 1, "mallopt(%s, %d) = %d, expected 0 or 1", opts[i].name, opts[i].v, r);
+    void* p = malloc(1000);
+    CHECK(p && hak_owns(p), "malloc after mallopt(%s)", opts[i].name);
+    free(p);
+    p = malloc(4 * MiB);
+    CHECK(p && hak_owns(p), "malloc(4 MiB) after mallopt(%s)", opts[i].name);
+    free(p);
+  }
+}
+
+static void test_trim(void) {
+  void* ps[2000];
+  for (int i = 0; i < 2000; i++) { ps[i] = malloc(3000); CHECK(ps[i], "malloc"); memset(ps[i], 1, 3000); }
+  for (int i = 0; i < 2000; i++) free(ps[i]);
+  int r = malloc_trim(0);
+  CHECK(r == 0 || r == 1, "malloc_trim(0) = %d, expected 0 or 1", r);
+  r = malloc_trim(1 << 20);
+  CHECK(r == 0 || r == 1, "malloc_trim(1 MiB) = %d", r);
+  (void)hak_trim();
+  void* p = malloc(3000);
+  CHECK(p && hak_owns(p), "malloc after malloc_trim");
+  free(p);
+}
+
+static void stats_child(void* arg) {
+  (void)arg;
+  void* p = malloc(12345);
+  malloc_stats();
+  free(p);
+}
+
+static void test_malloc_stats(void) {
+  hk_child_t* c = malloc(sizeof *c);
+  CHECK(c, "malloc");
+  hk_run_forked(stats_child, NULL, c);
+  CHECK(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0, "malloc_stats child: %s; stderr:\n%s",
+        hk_status_str(c->status), c->err);
+  CHECK(strlen(c->err) > 10, "malloc_stats() printed nothing to stderr (stdout: %.200s)", c->out);
+  free(c);
+}
+
+static void test_malloc_info(void) {
+  char* buf = NULL;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  CHECK(f, "open_memstream");
+  void* p = malloc(777);
+  int r = malloc_info(0, f);
+  fclose(f);
+  CHECK(r == 0, "malloc_info(0, f) = %d, expected 0", r);
+  CHECK(buf && len > 10, "malloc_info(0, f) wrote %zu bytes", len);
+  free(buf);
+  f = fopen("/dev/null", "w");
+  CHECK(f, "fopen /dev/null");
+  r = malloc_info(1, f);  /* glibc: options must be zero */
+  CHECK(r == EINVAL, "malloc_info(1, f) = %d, expected EINVAL as glibc", r);
+  fclose(f);
+  free(p);
+}
+
+int main(void) {
+  hk_begin("api/glibc_ext", 50);
+  HK_STEP(test_mallinfo());
+  HK_STEP(test_mallopt());
+  HK_STEP(test_trim());
+  HK_STEP(test_malloc_stats());
+  HK_STEP(test_malloc_info());
+  printf("api/glibc_ext: ok\n");
+  return 0;
+}
