@@ -9,6 +9,7 @@
 #include "internal.h"
 #include <errno.h>
 #include <string.h>
+#include <stdio.h>
 
 #define HUGE_MAGIC 0x48414b48u   /* "HAKH" */
 #define HUGE_HDR   ((size_t)4096)
@@ -45,6 +46,17 @@ static huge_hdr_t* huge_hdr_of(const void* p) {
   else if (kind == HAK_SEG_HUGE_FAR) hd = (huge_hdr_t*)(chunk - HUGE_HDR);
   else return NULL;
   return hd->magic == HUGE_MAGIC && hd->user == p ? hd : NULL;
+}
+
+//! Names a bad huge pointer precisely, then aborts.
+__attribute__((noreturn)) static void huge_bad(const void* p, const char* op) {
+  uintptr_t a = (uintptr_t)p, chunk = a & ~HAK_SEG_MASK;
+  int kind = hak__seg_kind(a);
+  huge_hdr_t* hd = (huge_hdr_t*)(kind == HAK_SEG_HUGE ? chunk : chunk - HUGE_HDR);
+  char what[64];
+  int interior = hd->magic == HUGE_MAGIC && a > (uintptr_t)hd->user && a < (uintptr_t)hd->user + hd->usable;
+  snprintf(what, sizeof what, "%s %s", interior ? "interior pointer" : "invalid", op);
+  hak__misuse(what, p, interior ? HAK_STAT_HUGE : -1);
 }
 
 static void huge_register(huge_hdr_t* hd, int on) {
@@ -149,7 +161,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
 
 void hak__huge_free(void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
-  if (!hd) hak__misuse("invalid free", p, -1);
+  if (!hd) huge_bad(p, "free");
   if (!hd->live) hak__misuse("double free", p, HAK_STAT_HUGE);
   hd->live = 0;
   hak_heap_t* h = hak__tls_heap;
@@ -177,7 +189,7 @@ void hak__huge_free(void* p) {
 
 size_t hak__huge_usable(const void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
-  if (!hd) hak__misuse("invalid pointer", p, -1);
+  if (!hd) huge_bad(p, "pointer");
   if (!hd->live) hak__misuse("use after free", p, HAK_STAT_HUGE);
   return hd->usable;
 }
@@ -190,7 +202,7 @@ int hak__huge_owns(const void* p) {
 //! Grows or shrinks in place, or moves the pages with mremap: no copy.
 void* hak__huge_realloc(void* p, size_t size) {
   huge_hdr_t* hd = huge_hdr_of(p);
-  if (!hd) hak__misuse("invalid realloc", p, -1);
+  if (!hd) huge_bad(p, "realloc");
   if (!hd->live) hak__misuse("realloc after free", p, HAK_STAT_HUGE);
   if ((void*)hd != hd->base) return NULL;       /* far-aligned blocks: caller copies */
   size_t off = hd->align;

@@ -90,7 +90,7 @@ static void* l25_carve(unsigned cls) {
     s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
     uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
     for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
-    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = 0xFFFFFFFFu / m;
+    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = 0xFFFFFFFFu / d;
     l25_cur[cls] = s;
     l25_next[cls] = 0;
     hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);

@@ -121,7 +121,7 @@ HAK_EXPORT int malloc_trim(size_t pad) {
 HAK_EXPORT void malloc_stats(void) { hak_stats_print(stderr); }
 
 HAK_EXPORT int malloc_info(int options, FILE* f) {
-  if (options != 0) { errno = EINVAL; return -1; }
+  if (options != 0) return EINVAL;
   hak_stats_t s;
   hak_stats_get(&s);
   static const char* const names[HAK_LAYER_COUNT] = {"tiny", "mid", "large", "huge"};

@@ -57,7 +57,7 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
   pg->div_mul = inv;
   pg->div_shift = (uint8_t)k;
-  pg->div_lim = 0xFFFFFFFFu / m;
+  pg->div_lim = 0xFFFFFFFFu / d;     /* rotr(off * inv, k) <= this iff d divides off */
 }
 
 //! Takes a free page for class cls, owned by owner.
