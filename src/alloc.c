@@ -221,6 +221,7 @@ size_t hak__trim_all(void) {
   size_t bytes = hak__small_trim();
   bytes += hak__l25_trim(0);
   bytes += hak__huge_trim(1);
+  bytes += hak__segment_trim();
   return bytes;
 }
 

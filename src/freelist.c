@@ -65,7 +65,26 @@ void hak__freelist_push_lockfree(hak_freelist_t* fl, void* blk, hak_heap_t* h) {
   hak__freelist_push_batch_lockfree(fl, blk, blk, 1, h);
 }
 
+//! Marks a walk of central links in progress, so that no segment is
+//! unmapped under it (see hak__grace_wait).
+HAK_INLINE void fl_enter(hak_heap_t* h) {
+  if (h) atomic_store_explicit(&h->in_pop, 1, memory_order_seq_cst);
+  else atomic_fetch_add(&hak__anon_pops, 1);
+}
+HAK_INLINE void fl_leave(hak_heap_t* h) {
+  if (h) atomic_store_explicit(&h->in_pop, 0, memory_order_release);
+  else atomic_fetch_sub(&hak__anon_pops, 1);
+}
+
+static void* fl_pop(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t* h);
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t* h) {
+  fl_enter(h);
+  void* r = fl_pop(fl, max, got, h);
+  fl_leave(h);
+  return r;
+}
+
+static void* fl_pop(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t* h) {
   int fails = 0;
   for (;;) {
     uint64_t old = atomic_load_explicit(&fl->head, memory_order_acquire);

@@ -133,7 +133,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   int fresh = base == NULL;
   if (fresh) {
     base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
-    if (!base && hak__huge_trim(1)) base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
+    if (!base && hak__trim_all()) base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
     if (!base) { errno = ENOMEM; return NULL; }
     map_size = need;
     if (hak__opt.thp) hak__os_thp(base, map_size, 1);
@@ -179,6 +179,7 @@ void hak__huge_free(void* p) {
     bc[bc_n++] = (bc_entry_t){base, map_size, now};
     atomic_fetch_add(&bc_bytes, map_size);
     pthread_mutex_unlock(&bc_lock);
+    hak__bg_kick();
   } else {
     huge_register(hd, 0);
     hak__os_unmap(base, map_size);

@@ -82,8 +82,10 @@ typedef struct hak_page {
 typedef struct hak_segment {
   uint32_t magic;
   uint8_t  kind;
-  uint8_t  _pad[3];
-  struct hak_segment* next;
+  uint8_t  in_avail;                      /* on the list of segments with free pages */
+  uint16_t nfree;                         /* free pages, under the segment lock */
+  uint64_t free_mask;                     /* bit i: page i is free */
+  struct hak_segment* next_avail;
   hak_page_t pages[HAK_PAGES_PER_SEG];    /* pages[0] is this header */
 } hak_segment_t;
 
@@ -114,6 +116,10 @@ hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
 void        hak__page_init_class(hak_page_t* pg, unsigned cls);
 void        hak__segment_fork_child(void);
+size_t      hak__segment_trim(void);                      /* unmaps empty small segments */
+void        hak__segment_unmap(void* seg);                /* after a grace period */
+void        hak__grace_wait(void);                        /* no pop reads freed memory after this */
+extern _Atomic int hak__anon_pops;                        /* pops by no heap, in progress */
 void        hak__segment_lock(void);
 void        hak__segment_unlock(void);
 
@@ -187,6 +193,7 @@ typedef struct hak_heap {
    * the low 4 bits count the blocks, at most HAK_INBOX_MAX */
   _Atomic uintptr_t inbox[HAK_SMALL_CLASSES];
   uint32_t        id;
+  _Atomic int     in_pop;           /* walking central links: segments must stay mapped */
   struct hak_heap* next_all;        /* every heap ever made */
   struct hak_heap* next_free;       /* recycled heaps */
   hak_tstats_t    st;               /* plain per-thread counters */
@@ -255,6 +262,14 @@ void   hak__huge_unlock(void);
 void   hak__huge_fork_child(void);
 void   hak__huge_tick(void);
 void   hak__maintenance_tick(void);
+void   hak__maintenance_run(uint64_t now_ns);
+void   hak__bg_kick_slow(void);
+void   hak__bg_fork_child(void);
+extern _Atomic int hak__bg_state;
+/* starts the background thread on first need; one load when it runs */
+HAK_INLINE void hak__bg_kick(void) {
+  if (hak_unlikely(!atomic_load_explicit(&hak__bg_state, memory_order_relaxed))) hak__bg_kick_slow();
+}
 void   hak__l25_init(void);
 void   hak__l25_lock(void);
 void   hak__l25_unlock(void);

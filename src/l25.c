@@ -21,6 +21,8 @@ typedef struct l25_seg {
   uint32_t block_size;
   uint32_t div_mul, div_lim;
   uint8_t  div_shift;
+  uint32_t trim_gen, trim_count;          /* scratch of the reclaimer, under l25_lock */
+  struct l25_seg* next_dead;
   _Atomic uint8_t state[L25_MAXBLK];
 } l25_seg_t;
 
@@ -167,6 +169,7 @@ void hak__l25_free(hak_heap_t* h, void* p) {
   hak_large_bin_t* b = &h->large[cls];
   if (b->count < b->limit) { b->items[b->count++] = p; return; }
   hak__freelist_push_lockfree(&l25_hot[cls], p, h);
+  hak__bg_kick();
   uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + cls);
   if (!hak__opt.keep && atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed) > 2 * (int64_t)cap + 1)
     l25_trim_class(h, cls, cap);
@@ -194,8 +197,78 @@ void hak__l25_flush(hak_heap_t* h) {
   }
 }
 
+//! Counts a chain's blocks per segment (reclaimer scratch).
+static void l25_count(void* chain, uint32_t gen) {
+  for (void* p = chain; p; p = *(void**)p) {
+    l25_seg_t* s = (l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK);
+    if (s->trim_gen != gen) { s->trim_gen = gen; s->trim_count = 0; }
+    s->trim_count++;
+  }
+}
+
+//! Keeps the blocks of live segments (back to their list by state); the
+//! blocks of wholly free segments are dropped and the segments collected.
+static void l25_sort(void* chain, unsigned cls, l25_seg_t** dead) {
+  const uint32_t DEAD = 0x80000000u, KEEP = 0x40000000u;
+  while (chain) {
+    void* next = *(void**)chain;
+    l25_seg_t* s = (l25_seg_t*)((uintptr_t)chain & ~HAK_SEG_MASK);
+    if (!(s->trim_count & (DEAD | KEEP))) {
+      uint32_t carved = s == l25_cur[cls] ? l25_next[cls] : s->nblocks;
+      if (s->trim_count == carved) {
+        s->trim_count = DEAD;
+        s->next_dead = *dead;
+        *dead = s;
+        if (s == l25_cur[cls]) l25_cur[cls] = NULL;
+      } else {
+        s->trim_count = KEEP;
+      }
+    }
+    if (s->trim_count & KEEP) {
+      l25_seg_t* s2;
+      int idx = l25_index(chain, &s2);
+      int cold = atomic_load_explicit(&s->state[idx], memory_order_relaxed) == L25_COLD;
+      hak__freelist_push_lockfree(cold ? &l25_cold[cls] : &l25_hot[cls], chain, NULL);
+    }
+    chain = next;
+  }
+}
+
+//! Unmaps Large segments whose blocks are all free in the central lists.
+static size_t l25_reclaim(void) {
+  static uint32_t gen;
+  l25_seg_t* dead = NULL;
+  if (pthread_mutex_trylock(&l25_lock)) return 0;    /* a carve is mapping: not now */
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    uint32_t n1, n2;
+    void* hot = hak__freelist_take_all(&l25_hot[c], &n1);
+    void* cold = hak__freelist_take_all(&l25_cold[c], &n2);
+    if (!hot && !cold) continue;
+    if (++gen == 0) gen = 1;
+    l25_count(hot, gen);
+    l25_count(cold, gen);
+    l25_sort(hot, c, &dead);
+    l25_sort(cold, c, &dead);
+  }
+  pthread_mutex_unlock(&l25_lock);
+  if (!dead) return 0;
+  for (l25_seg_t* s = dead; s; s = s->next_dead)
+    __atomic_store_n(&hak__segmap[(uintptr_t)s >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_SEQ_CST);
+  hak__grace_wait();
+  size_t bytes = 0;
+  while (dead) {
+    l25_seg_t* s = dead;
+    dead = s->next_dead;
+    hak__os_unmap(s, HAK_SEG_SIZE);
+    hak__layer_mapped_add(HAK_LAYER_LARGE, -(int64_t)HAK_SEG_SIZE);
+    bytes += HAK_SEG_SIZE;
+  }
+  return bytes;
+}
+
 size_t hak__l25_trim(unsigned keep) {
   size_t bytes = 0;
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) bytes += l25_trim_class(NULL, c, keep);
+  if (keep == 0) bytes += l25_reclaim();
   return bytes;
 }

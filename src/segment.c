@@ -13,8 +13,9 @@
 uint8_t hak__segmap[HAK_SEGMAP_N];
 
 static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
-static hak_page_t* seg_free_pages;              /* page pool, under seg_lock */
+static hak_segment_t* seg_avail;                /* segments with free pages, under seg_lock */
 static _Atomic uint64_t seg_pages_in_use[HAK_SMALL_CLASSES];
+_Atomic int hak__anon_pops;
 
 void hak__segment_lock(void) { pthread_mutex_lock(&seg_lock); }
 void hak__segment_unlock(void) { pthread_mutex_unlock(&seg_lock); }
@@ -23,6 +24,7 @@ void hak__segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
 //! Maps a new aligned segment and registers it in the segment map.
 void* hak__segment_alloc(int kind) {
   hak_segment_t* s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
+  if (!s && hak__trim_all()) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s) return NULL;
   hak__os_nohuge(s, HAK_SEG_SIZE);
   s->magic = HAK_SEG_MAGIC;
@@ -31,20 +33,41 @@ void* hak__segment_alloc(int kind) {
   return s;
 }
 
-//! Carves a new small segment into the page pool (seg_lock held).
-static int segment_grow_locked(void) {
-  hak_segment_t* s = hak__segment_alloc(HAK_SEG_SMALL);
-  if (!s) return 0;
-  s->pages[0].state = HAK_PAGE_META;
-  for (size_t i = HAK_PAGES_PER_SEG - 1; i >= 1; i--) {
-    hak_page_t* pg = &s->pages[i];
-    pg->state = HAK_PAGE_FREE;
-    pg->next_free = seg_free_pages;
-    seg_free_pages = pg;
-  }
-  return 1;
+static void heap_wait_pop(hak_heap_t* h, void* arg) {
+  (void)arg;
+  while (atomic_load(&h->in_pop)) hak__os_yield();
 }
 
+//! Waits until every central-list walk that began before now has ended.
+//! Used before unmapping: a popper may hold a link into the memory.
+void hak__grace_wait(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+  hak__heap_each(heap_wait_pop, NULL);
+  while (atomic_load(&hak__anon_pops)) hak__os_yield();
+}
+
+//! Unregisters and unmaps a segment nobody can reach any more.
+void hak__segment_unmap(void* seg) {
+  __atomic_store_n(&hak__segmap[(uintptr_t)seg >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_SEQ_CST);
+  hak__grace_wait();
+  hak__os_unmap(seg, HAK_SEG_SIZE);
+}
+
+//! Maps a new small segment; all its pages start free (seg_lock held).
+static hak_segment_t* segment_grow_locked(void) {
+  pthread_mutex_unlock(&seg_lock);      /* mapping may trim, which takes the lock */
+  hak_segment_t* s = hak__segment_alloc(HAK_SEG_SMALL);
+  pthread_mutex_lock(&seg_lock);
+  if (!s) return NULL;
+  s->pages[0].state = HAK_PAGE_META;
+  for (size_t i = 1; i < HAK_PAGES_PER_SEG; i++) s->pages[i].state = HAK_PAGE_FREE;
+  s->free_mask = ~(uint64_t)1;
+  s->nfree = HAK_PAGES_PER_SEG - 1;
+  s->in_avail = 1;
+  s->next_avail = seg_avail;
+  seg_avail = s;
+  return s;
+}
 //! Sets a page's block geometry and its exact-division check.
 void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   uint32_t d = hak__class_size[cls];
@@ -63,15 +86,21 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
 //! Takes a free page for class cls, owned by owner.
 hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   pthread_mutex_lock(&seg_lock);
-  if (!seg_free_pages && !segment_grow_locked()) {
+  hak_segment_t* s = seg_avail;
+  if (!s && !(s = segment_grow_locked())) {
     pthread_mutex_unlock(&seg_lock);
     errno = ENOMEM;
     return NULL;
   }
-  hak_page_t* pg = seg_free_pages;
-  seg_free_pages = pg->next_free;
+  unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
+  s->free_mask &= s->free_mask - 1;
+  s->nfree--;
+  if (!s->free_mask) {            /* full: off the list (it is the head) */
+    seg_avail = s->next_avail;
+    s->in_avail = 0;
+  }
   pthread_mutex_unlock(&seg_lock);
-  pg->next_free = NULL;
+  hak_page_t* pg = &s->pages[i];
   hak__page_init_class(pg, cls);
   atomic_store_explicit(&pg->owner, owner->token, memory_order_relaxed);
   pg->committed = 1;
@@ -82,7 +111,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   return pg;
 }
 
-//! A wholly free page goes back to the OS and to the pool.
+//! A wholly free page goes back to the OS and to its segment.
 void hak__page_release(hak_page_t* pg) {
   unsigned cls = pg->cls;
   hak__os_decommit((void*)hak__page_start(pg), HAK_PAGE_SIZE);
@@ -91,10 +120,47 @@ void hak__page_release(hak_page_t* pg) {
   atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
   atomic_fetch_sub_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
   hak__layer_mapped_add(cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID, -(int64_t)HAK_PAGE_SIZE);
+  hak_segment_t* s = (hak_segment_t*)((uintptr_t)pg & ~HAK_SEG_MASK);
+  unsigned i = (unsigned)(pg - s->pages);
   pthread_mutex_lock(&seg_lock);
-  pg->next_free = seg_free_pages;
-  seg_free_pages = pg;
+  s->free_mask |= (uint64_t)1 << i;
+  s->nfree++;
+  if (!s->in_avail) {
+    s->in_avail = 1;
+    s->next_avail = seg_avail;
+    seg_avail = s;
+  }
   pthread_mutex_unlock(&seg_lock);
+}
+
+//! Unmaps every small segment whose pages are all free; returns bytes.
+size_t hak__segment_trim(void) {
+  hak_segment_t* dead = NULL;
+  pthread_mutex_lock(&seg_lock);
+  for (hak_segment_t** pp = &seg_avail; *pp;) {
+    hak_segment_t* s = *pp;
+    if (s->nfree == HAK_PAGES_PER_SEG - 1) {
+      *pp = s->next_avail;
+      s->in_avail = 0;
+      s->next_avail = dead;
+      dead = s;
+    } else {
+      pp = &s->next_avail;
+    }
+  }
+  pthread_mutex_unlock(&seg_lock);
+  size_t bytes = 0;
+  if (!dead) return 0;
+  for (hak_segment_t* s = dead; s; s = s->next_avail)
+    __atomic_store_n(&hak__segmap[(uintptr_t)s >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_SEQ_CST);
+  hak__grace_wait();
+  while (dead) {
+    hak_segment_t* s = dead;
+    dead = s->next_avail;
+    hak__os_unmap(s, HAK_SEG_SIZE);
+    bytes += HAK_SEG_SIZE;
+  }
+  return bytes;
 }
 
 uint64_t hak__small_pages_in_use(unsigned cls) {

@@ -65,6 +65,7 @@ void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* las
   hak__freelist_push_batch_lockfree(&central[cls][h->id % HAK_SHARDS], first, last, n, h);
   HAK_CSTAT(h, cls, central_push, n);
   if (!hak__opt.keep && small_maybe_scavenge(cls, 0)) HAK_TSTAT(h, scavenges, 1);
+  hak__bg_kick();
 }
 
 static _Atomic uint64_t tick_last_ns;
@@ -75,9 +76,14 @@ void hak__maintenance_tick(void) {
   uint64_t now = hak__os_now_ns();
   uint64_t last = atomic_load_explicit(&tick_last_ns, memory_order_relaxed);
   if (now - last < 100000000ull || !atomic_compare_exchange_strong(&tick_last_ns, &last, now)) return;
+  hak__maintenance_run(now);
+}
+
+//! One round of upkeep: every class's decay window, the huge cache.
+void hak__maintenance_run(uint64_t now) {
   if (!hak__opt.keep)
     for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) small_maybe_scavenge(c, now);
-  hak__huge_tick();
+  hak__huge_trim(0);
 }
 
 //! Pops a batch from the central lists, own shard first.
