@@ -162,6 +162,9 @@ static void small_slot_retire(PoolTLSPage* s) {
   if (!pg) return;
   uintptr_t start = hak__page_start(pg);
   uint32_t carved = (uint32_t)((s->bump - start) / pg->block_size);
+  s->page = NULL;
+  s->bump = s->end = 0;
+  if (!carved) { hak__page_release(pg); return; }   /* untouched: no block will ever return */
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
   /* a carved-out page has no owner: any thread frees into its own cache */
