@@ -47,7 +47,7 @@ LIB_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SO   := $(BUILD)/libhakmem.so
 LIB_A    := $(BUILD)/libhakmem.a
 
-.PHONY: all lib clean install test test-asan test-tsan test-ubsan test-valgrind
+.PHONY: all lib clean install test test-main tests benches
 all: lib tests benches
 
 lib: $(LIB_SO) $(LIB_A)
@@ -75,7 +75,12 @@ $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_T) -Itests/common $< -o $@ $(LIB_A) -lm -ldl
 
+# `make test`: every test, main suite then reliability suite (scripts/test_all.sh).
+# `make test-main` runs only the main suite.
 test: all
+	bash scripts/test_all.sh $(BUILD)
+
+test-main: all
 	bash tests/run_tests.sh $(BUILD)
 
 # ---- benchmarks (bench/*.c): plain binaries; the allocator is chosen by LD_PRELOAD

@@ -71,8 +71,17 @@ static void small_free_with(hak_heap_t* h, hak_page_t* pg, void* p) {
   else hak__pool_free_slow(h, c, p);
 }
 
+static void free_generic(void* p);
+
+//! free never changes errno; only this path can make system calls.
 HAK_NOINLINE void hak__free_generic(void* p) {
   if (!p) return;
+  int e = errno;
+  free_generic(p);
+  errno = e;
+}
+
+static void free_generic(void* p) {
   uintptr_t a = (uintptr_t)p;
   int kind = hak__seg_kind(a);
   if (kind == HAK_SEG_SMALL) {

@@ -75,9 +75,11 @@ typedef struct hak_page {
   uint32_t div_lim;
   uint8_t  div_shift;
   uint8_t  _pad[3];
+  uint32_t span;               /* capacity * block_size */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
-  struct hak_page* next_free;  /* in the page pool */
-} hak_page_t;
+  struct hak_page* next_free;  /* scratch list of the scavenger */
+  uint64_t _pad2;
+} hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
 typedef struct hak_segment {
   uint32_t magic;
@@ -91,6 +93,8 @@ typedef struct hak_segment {
 
 #define HAK_SEG_MAGIC 0x48414b53u  /* "HAKS" */
 
+_Static_assert(sizeof(hak_page_t) == 64, "page descriptors are one cache line");
+
 HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) {
   hak_segment_t* s = (hak_segment_t*)(a & ~HAK_SEG_MASK);
   return &s->pages[(a >> HAK_PAGE_SHIFT) & (HAK_PAGES_PER_SEG - 1)];
@@ -103,12 +107,15 @@ HAK_INLINE int hak__seg_kind(uintptr_t a) {
   uintptr_t i = a >> HAK_SEG_SHIFT;
   return i < HAK_SEGMAP_N ? hak__segmap[i] : HAK_SEG_NONE;
 }
-/* 1 if a is the start of a block of pg (not an interior pointer) */
+/* 1 if a is the start of a block of pg (not an interior pointer): with
+ * d = m * 2^k (m odd) and inv the inverse of m mod 2^32, rotr(off * inv, k)
+ * is off / d when d divides off and exceeds UINT32_MAX / d otherwise, so one
+ * compare with capacity - 1 also rejects the tail past the last block. */
 HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
   uint32_t off = (uint32_t)(a & (HAK_PAGE_SIZE - 1));
   uint32_t x = off * pg->div_mul;
   x = (x >> pg->div_shift) | (x << ((32 - pg->div_shift) & 31));
-  return x <= pg->div_lim && off < pg->capacity * pg->block_size;
+  return x <= pg->div_lim;
 }
 
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */

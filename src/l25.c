@@ -74,9 +74,7 @@ static int l25_index(const void* p, l25_seg_t** sp) {
   if (off < L25_FIRST) return -1;
   uint32_t x = (uint32_t)(off - L25_FIRST) * s->div_mul;
   x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
-  if (x > s->div_lim) return -1;
-  uint32_t idx = (uint32_t)((off - L25_FIRST) / s->block_size);
-  return idx < s->nblocks ? (int)idx : -1;
+  return x <= s->div_lim ? (int)x : -1;      /* x is the index */
 }
 
 //! Carves a never-used block, mapping a new segment when needed.
@@ -92,7 +90,7 @@ static void* l25_carve(unsigned cls) {
     s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
     uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
     for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
-    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = 0xFFFFFFFFu / d;
+    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = (uint32_t)s->nblocks - 1;
     l25_cur[cls] = s;
     l25_next[cls] = 0;
     hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);

@@ -15,11 +15,7 @@
 
 HAK_EXPORT void* malloc(size_t n) { return hak__malloc_fast(n); }
 
-HAK_EXPORT void free(void* p) {
-  int e = errno;     /* hakmem's free never sets errno, but the OS calls it may make could */
-  hak__free_fast(p);
-  errno = e;
-}
+HAK_EXPORT void free(void* p) { hak__free_fast(p); }   /* errno: see hak__free_generic */
 
 HAK_EXPORT void cfree(void* p) { free(p); }
 HAK_EXPORT void* calloc(size_t n, size_t size) { return hak_calloc(n, size); }

@@ -74,13 +74,14 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   pg->block_size = d;
   pg->cls = (uint16_t)cls;
   pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
+  pg->span = pg->capacity * d;
   pg->scav_gen = 0;
   uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k;
   uint32_t inv = m;                          /* Newton: inverse of odd m mod 2^32 */
   for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
   pg->div_mul = inv;
   pg->div_shift = (uint8_t)k;
-  pg->div_lim = 0xFFFFFFFFu / d;     /* rotr(off * inv, k) <= this iff d divides off */
+  pg->div_lim = pg->capacity - 1;
 }
 
 //! Takes a free page for class cls, owned by owner.

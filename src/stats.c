@@ -29,9 +29,9 @@ void hak__layer_mapped_add(int layer, int64_t bytes) {
 
 //! Adds one thread's counters into dst, reading them relaxed (the owner may be running).
 static void stats_add(hak_tstats_t* dst, hak_tstats_t* src) {
-  for (int c = 0; c < HAK_STAT_CLASSES; c++)
-    for (int k = 0; k < HAK_CS_COUNT; k++)
-      dst->c[c][k] += __atomic_load_n(&src->c[c][k], __ATOMIC_RELAXED);
+  for (int k = 0; k < HAK_CS_COUNT; k++)
+    for (int c = 0; c < HAK_STAT_CLASSES; c++)
+      dst->c[k][c] += __atomic_load_n(&src->c[k][c], __ATOMIC_RELAXED);
   for (int k = 0; k < HAK_TS_COUNT; k++)
     dst->t[k] += __atomic_load_n(&src->t[k], __ATOMIC_RELAXED);
 }
@@ -88,10 +88,10 @@ static void stats_fill(hak_stats_t* out, hak_tstats_t* t) {
   memset(out, 0, sizeof *out);
   for (int c = 0; c < HAK_STAT_CLASSES; c++) {
     hak_layer_stats_t* L = &out->layer[stats_layer_of(c)];
-    L->allocs += t->c[c][HAK_CS_alloc];
-    L->frees += t->c[c][HAK_CS_free];
-    L->remote_frees += t->c[c][HAK_CS_remote_free];
-    L->misses += t->c[c][HAK_CS_miss];
+    L->allocs += t->c[HAK_CS_alloc][c];
+    L->frees += t->c[HAK_CS_free][c];
+    L->remote_frees += t->c[HAK_CS_remote_free][c];
+    L->misses += t->c[HAK_CS_miss][c];
   }
   for (int l = 0; l < HAK_LAYER_COUNT; l++)
     out->layer[l].hits = out->layer[l].allocs > out->layer[l].misses
@@ -135,7 +135,8 @@ HAK_API void hak_stats_print(FILE* f) {
   for (int k = 0; k < HAK_TS_COUNT; k++) fprintf(f, " %s=%llu", thread_stat_names[k], (unsigned long long)t->t[k]);
   fprintf(f, "\nper class (size: allocs frees remote misses refills pages borrow central_pop central_push):\n");
   for (int c = 0; c < HAK_STAT_CLASSES; c++) {
-    uint64_t* v = t->c[c];
+    uint64_t v[HAK_CS_COUNT];
+    for (int k = 0; k < HAK_CS_COUNT; k++) v[k] = t->c[k][c];
     if (!v[HAK_CS_alloc] && !v[HAK_CS_free]) continue;
     unsigned long sz = c < HAK_SMALL_CLASSES ? hak__class_size[c]
                      : c < HAK_STAT_HUGE ? hak__large_size[c - HAK_STAT_LARGE0] : 0;
