@@ -59,7 +59,7 @@ $(BUILD)/obj:
 	mkdir -p $@
 
 $(LIB_SO): $(LIB_OBJS) src/hakmem.map
-	$(CC) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/hakmem.map -Wl,-z,now -pthread $(SANFLAGS)
+	$(CC) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/hakmem.map -Wl,-z,now -Wl,-z,nodelete -pthread $(SANFLAGS)
 
 $(LIB_A): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $(LIB_OBJS)

@@ -28,6 +28,13 @@ void hak__misuse(const char* what, const void* p, int cls) {
   abort();
 }
 
+void hak__bad_block(const void* p) {
+  hak_page_t* pg = hak__page_of((uintptr_t)p);
+  hak__misuse("double free (or write after free)", p, pg->cls);
+}
+
+HAK_NOINLINE void* hak__bad_block_ret(const void* p) { hak__bad_block(p); }
+
 //! Allocation with a known heap: every layer.
 static void* alloc_with(hak_heap_t* h, size_t n) {
   if (n <= HAK_TINY_MAX) {

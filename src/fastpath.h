@@ -1,7 +1,14 @@
 /* The inline fast paths of malloc and free: a thread-local pop or push
  * with one unlikely branch into the noinline generic path.  No lock, no
  * atomic, no "initialised?" test: an uninitialised thread's heap is the
- * empty sentinel, whose bins always miss. */
+ * empty sentinel, whose bins always miss.
+ *
+ * Double frees: free stores a mark (cookie ^ address) in a block's second
+ * word and never loads from the block, whose line is usually cold by then;
+ * malloc checks the mark of the block it hands out (the line it was about
+ * to touch anyway), so a block freed twice, or written after its free, is
+ * caught before it can be handed out twice.  A block freed twice in a row
+ * is caught at once: it is the top of the cache. */
 #ifndef HAK_FASTPATH_H
 #define HAK_FASTPATH_H
 #include "internal.h"
@@ -13,6 +20,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     hak_tiny_bin_t* b = &h->tiny[c];
     void** p = b->head;
     if (hak_likely(p != NULL)) {
+      if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
       b->head = p[0];
       b->count--;
       p[1] = NULL;                       /* clear the free mark */
@@ -24,6 +32,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
     if (hak_likely(r->top != 0)) {
       void** p = r->items[--r->top];
+      if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
       p[1] = NULL;
       HAK_CSTAT(h, c, alloc, 1);
       return p;
@@ -42,12 +51,11 @@ HAK_INLINE void hak__free_fast(void* p) {
     /* a block of our own page or of a carved-out (ownerless) page, not
      * already free, not an interior pointer */
     uintptr_t own = hak__page_owner(pg);
-    if (hak_likely((own == h->token || own == HAK_TOKEN_NONE) && w[1] != mark &&
-                   hak__is_block_start(pg, a))) {
+    if (hak_likely((own == h->token || own == HAK_TOKEN_NONE) && hak__is_block_start(pg, a))) {
       unsigned c = pg->cls;
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
-        if (hak_likely(b->count < b->limit)) {
+        if (hak_likely(b->count < b->limit && b->head != p)) {
           w[0] = (uintptr_t)b->head;
           w[1] = mark;
           b->head = p;
@@ -57,7 +65,7 @@ HAK_INLINE void hak__free_fast(void* p) {
         }
       } else {
         PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-        if (hak_likely(r->top < r->cap)) {
+        if (hak_likely(r->top < r->cap && r->items[(r->top - 1) & (HAK_RING_MAX - 1)] != p)) {
           r->items[r->top++] = p;
           w[1] = mark;
           HAK_CSTAT(h, c, free, 1);

@@ -286,6 +286,13 @@ void*  hak__malloc_generic(size_t n);
 void   hak__free_generic(void* p);
 void*  hak__alloc_aligned(size_t align, size_t n);
 __attribute__((noreturn, cold)) void hak__misuse(const char* what, const void* p, int cls);
+__attribute__((noreturn, cold)) void hak__bad_block(const void* p);  /* mark missing at reuse */
+void* hak__bad_block_ret(const void* p);   /* the same, as a tail call: no frame on the fast path */
+HAK_INLINE void hak__take(void** p) {      /* a cached block is handed out */
+  if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) hak__bad_block(p);
+  p[1] = NULL;
+}
+HAK_INLINE void hak__mark_free(void* p) { ((uintptr_t*)p)[1] = hak__cookie ^ (uintptr_t)p; }
 void   hak__init(void);
 extern _Atomic int hak__init_state;   /* 0 none, 1 running, 2 ready */
 size_t hak__trim_all(void);

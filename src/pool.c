@@ -49,7 +49,7 @@ static void* pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
     PoolTLSRing* r2 = &h->mid[c2 - HAK_TINY_CLASSES].ring;
     if (r2->top) {
       void** p = r2->items[--r2->top];
-      p[1] = NULL;
+      hak__take(p);
       HAK_CSTAT(h, c2, alloc, 1);
       HAK_CSTAT(h, cls, borrow, 1);
       return p;
@@ -79,14 +79,18 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
           uintptr_t run = hak__small_carve(h, cls, r->cap / 2 ? r->cap / 2 : 1, &n);
           uint32_t bs = hak__class_size[cls];
           /* push in reverse so the ring pops the run in address order */
-          for (uint32_t i = n; i > 0; i--) r->items[r->top++] = (void*)(run + (uintptr_t)(i - 1) * bs);
+          for (uint32_t i = n; i > 0; i--) {
+            void* q = (void*)(run + (uintptr_t)(i - 1) * bs);
+            hak__mark_free(q);
+            r->items[r->top++] = q;
+          }
         }
       }
     }
     if (!r->top) { errno = ENOMEM; return NULL; }
   }
   void** p = r->items[--r->top];
-  p[1] = NULL;
+  hak__take(p);
   HAK_CSTAT(h, cls, alloc, 1);
   return p;
 }

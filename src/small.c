@@ -127,6 +127,7 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
   uintptr_t tok = hak__page_owner(pg);
   hak_heap_t* owner = (hak_heap_t*)(tok & ~HAK_TOKEN_EPOCH_MASK);
   unsigned cls = pg->cls;
+  hak__mark_free(p);
   if (owner && __atomic_load_n(&owner->token, __ATOMIC_ACQUIRE) == tok) {
     _Atomic uintptr_t* box = &owner->inbox[cls];
     uintptr_t old = atomic_load_explicit(box, memory_order_relaxed);

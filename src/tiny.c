@@ -6,12 +6,13 @@
 #include "policy.h"
 #include <errno.h>
 
-//! Links a carved run of n blocks into a list; returns its last block.
-static void* tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
-  for (uint32_t i = 0; i + 1 < n; i++) *(void**)(run + (uintptr_t)i * bs) = (void*)(run + (uintptr_t)(i + 1) * bs);
-  void* last = (void*)(run + (uintptr_t)(n - 1) * bs);
-  *(void**)last = NULL;
-  return last;
+//! Links a carved run of n blocks into a list of marked (free) blocks.
+static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
+  for (uint32_t i = 0; i < n; i++) {
+    void** q = (void**)(run + (uintptr_t)i * bs);
+    q[0] = i + 1 < n ? (void*)(run + (uintptr_t)(i + 1) * bs) : NULL;
+    hak__mark_free(q);
+  }
 }
 
 void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls) {
@@ -29,9 +30,9 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls) {
     b->count = n;
   }
   void** p = b->head;
+  hak__take(p);
   b->head = p[0];
   b->count--;
-  p[1] = NULL;
   HAK_CSTAT(h, cls, alloc, 1);
   return p;
 }
