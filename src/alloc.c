@@ -39,11 +39,11 @@ HAK_NOINLINE void* hak__bad_block_ret(const void* p) { hak__bad_block(p); }
 static void* alloc_with(hak_heap_t* h, size_t n) {
   if (n <= HAK_TINY_MAX) {
     unsigned c = hak__tiny_class_of[(n + 15) >> 4];
-    return hak__tiny_alloc_slow(h, c);      /* pops if the list has blocks */
+    return hak__tiny_alloc_slow(h, c, n);      /* pops if the list has blocks */
   }
-  if (n <= HAK_MID_MAX) return hak__pool_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n);
+  if (n <= HAK_MID_MAX) return hak__pool_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n, 1);
   if (n <= HAK_LARGE_MAX) {
-    return hak__l25_alloc(h, hak__large_class(n));
+    return hak__l25_alloc(h, hak__large_class(n), n);
   }
   return hak__huge_alloc(n, 0, 0);
 }
@@ -185,10 +185,10 @@ void* hak__alloc_aligned(size_t align, size_t n) {
     if (c >= 0) {
       hak_heap_t* h = hak__heap_get();
       void* p;
-      if (h) p = c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c) : hak__pool_alloc_slow(h, (unsigned)c, 0);
+      if (h) p = c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c, n) : hak__pool_alloc_slow(h, (unsigned)c, n, 0);
       else {
         h = hak__global_heap_lock();
-        p = !h ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c) : hak__pool_alloc_slow(h, (unsigned)c, 0);
+        p = !h ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c, n) : hak__pool_alloc_slow(h, (unsigned)c, n, 0);
         hak__global_heap_unlock();
       }
       return p;
@@ -199,9 +199,9 @@ void* hak__alloc_aligned(size_t align, size_t n) {
     while (c < HAK_LARGE_CLASSES && (hak__large_size[c] & (align - 1))) c++;
     if (c < HAK_LARGE_CLASSES) {
       hak_heap_t* h = hak__heap_get();
-      if (h) return hak__l25_alloc(h, c);
+      if (h) return hak__l25_alloc(h, c, n);
       h = hak__global_heap_lock();
-      void* p = h ? hak__l25_alloc(h, c) : NULL;
+      void* p = h ? hak__l25_alloc(h, c, n) : NULL;
       hak__global_heap_unlock();
       return p;
     }

@@ -25,6 +25,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       b->count--;
       p[1] = NULL;                       /* clear the free mark */
       HAK_CSTAT(h, c, alloc, 1);
+      HAK_CSTAT(h, c, req_bytes, n);
       return p;
     }
   } else if (hak_likely(n <= HAK_MID_MAX)) {
@@ -35,6 +36,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
       p[1] = NULL;
       HAK_CSTAT(h, c, alloc, 1);
+      HAK_CSTAT(h, c, req_bytes, n);
       return p;
     }
   }

@@ -111,6 +111,7 @@ hak_heap_t* hak__heap_get(void) {
   hak__tls_heap = h;
   pthread_setspecific(heap_key, h);
   atomic_fetch_add(&hak__threads_started, 1);
+  if (hak__opt.learn) hak__bg_kick();     /* the learner starts on first use */
   return h;
 }
 

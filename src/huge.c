@@ -154,6 +154,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   hak_heap_t* h = hak__tls_heap;
   if (h != &hak__empty_heap) {
     HAK_CSTAT(h, HAK_STAT_HUGE, alloc, 1);
+    HAK_CSTAT(h, HAK_STAT_HUGE, req_bytes, size);
     if (fresh) HAK_CSTAT(h, HAK_STAT_HUGE, miss, 1); else HAK_TSTAT(h, huge_cache_hit, 1);
   }
   return user;

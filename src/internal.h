@@ -239,17 +239,18 @@ size_t hak__small_trim(void);
 uint64_t hak__small_pages_in_use(unsigned cls);
 uint64_t hak__small_cached_blocks(unsigned cls);
 
-void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls);
+void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req);
 void  hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__tiny_flush(hak_heap_t* h);
 
-void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req);
+/* borrow: a larger class may serve req (not for aligned requests) */
+void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
 void  hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__pool_flush(hak_heap_t* h);
 
 extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
 unsigned hak__large_class(size_t n);
-void*  hak__l25_alloc(hak_heap_t* h, unsigned cls);
+void*  hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req);
 void   hak__l25_free(hak_heap_t* h, void* p);
 size_t hak__l25_usable(const void* p);        /* 0 if p is not a live Large block */
 int    hak__l25_owns(const void* p);

@@ -100,7 +100,7 @@ static void* l25_carve(unsigned cls) {
   return (char*)s + L25_FIRST + (uintptr_t)idx * s->block_size;
 }
 
-void* hak__l25_alloc(hak_heap_t* h, unsigned cls) {
+void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req) {
   hak_large_bin_t* b = &h->large[cls];
   void* p = NULL;
   if (b->count) {
@@ -124,6 +124,7 @@ void* hak__l25_alloc(hak_heap_t* h, unsigned cls) {
   int idx = l25_index(p, &s);
   atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, req_bytes, req);
   return p;
 }
 

@@ -51,6 +51,7 @@ static void* pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
       void** p = r2->items[--r2->top];
       hak__take(p);
       HAK_CSTAT(h, c2, alloc, 1);
+      HAK_CSTAT(h, c2, req_bytes, req);
       HAK_CSTAT(h, cls, borrow, 1);
       return p;
     }
@@ -58,7 +59,7 @@ static void* pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
   return NULL;
 }
 
-void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
+void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   PoolTLSBin* b = &h->mid[cls - HAK_TINY_CLASSES];
   PoolTLSRing* r = &b->ring;
   if (!r->top) {
@@ -70,7 +71,7 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
       if (chain) {
         pool_fill_ring(b, chain);
       } else {
-        void* p = req ? pool_borrow(h, cls, req) : NULL;
+        void* p = borrow ? pool_borrow(h, cls, req) : NULL;
         if (p) return p;
         chain = hak__small_central_pop(h, cls, r->cap / 2, &n);
         if (chain) {
@@ -92,6 +93,7 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   void** p = r->items[--r->top];
   hak__take(p);
   HAK_CSTAT(h, cls, alloc, 1);
+  HAK_CSTAT(h, cls, req_bytes, req);
   return p;
 }
 

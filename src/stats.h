@@ -8,7 +8,7 @@
 /* per size class */
 #define HAK_CLASS_STATS(X) \
   X(alloc) X(free) X(remote_free) X(miss) X(refill) X(refill_pages) X(borrow) \
-  X(central_pop) X(central_push)
+  X(central_pop) X(central_push) X(req_bytes)
 
 /* per thread, not per class */
 #define HAK_THREAD_STATS(X) \

@@ -15,7 +15,7 @@ static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   }
 }
 
-void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls) {
+void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   hak_tiny_bin_t* b = &h->tiny[cls];
   if (!b->head) {
     uint32_t n, want = b->limit / 2;
@@ -34,6 +34,7 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls) {
   b->head = p[0];
   b->count--;
   HAK_CSTAT(h, cls, alloc, 1);
+  HAK_CSTAT(h, cls, req_bytes, req);
   return p;
 }
 
