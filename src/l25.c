@@ -271,3 +271,9 @@ size_t hak__l25_trim(unsigned keep) {
   if (keep == 0) bytes += l25_reclaim();
   return bytes;
 }
+
+/* ---- added for the learner (src/learner.c; declared in learner.h) ---------- */
+//! Trims class cls's hot list to keep blocks now: the learner lowered CAP.
+size_t hak__l25_trim_class(unsigned cls, uint32_t keep) {
+  return cls < HAK_LARGE_CLASSES ? l25_trim_class(NULL, cls, keep) : 0;
+}

@@ -15,6 +15,7 @@ static _Atomic int scav_busy[HAK_SMALL_CLASSES];
 static uint32_t scav_gen[HAK_SMALL_CLASSES];           /* under scav_busy */
 static _Atomic uint64_t scav_last_ns[HAK_SMALL_CLASSES];
 static _Atomic int64_t scav_low[HAK_SMALL_CLASSES];     /* low water of the central count */
+static _Atomic int scav_popped[HAK_SMALL_CLASSES];      /* a pop since the last upkeep tick */
 
 void hak__small_init(void) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++)
@@ -79,10 +80,26 @@ void hak__maintenance_tick(void) {
   hak__maintenance_run(now);
 }
 
+//! A class whose central lists hold surplus and were not popped at all
+//! since the last tick is idle: its surplus goes back now, not at the end
+//! of the window (a burst freed, then a quiet program).
+static void small_idle_scavenge(unsigned cls) {
+  int popped = atomic_exchange_explicit(&scav_popped[cls], 0, memory_order_relaxed);
+  int64_t count = (int64_t)hak__small_cached_blocks(cls);
+  int64_t bpp = small_bpp(cls);
+  uint32_t cap = hak__policy_cap(cls);
+  if (popped || count <= ((int64_t)cap + 4) * bpp) return;
+  hak__small_scavenge(cls, cap, 0);
+  atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
+}
+
 //! One round of upkeep: every class's decay window, the huge cache.
 void hak__maintenance_run(uint64_t now) {
   if (!hak__opt.keep)
-    for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) small_maybe_scavenge(c, now);
+    for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+      small_idle_scavenge(c);
+      small_maybe_scavenge(c, now);
+    }
   hak__huge_trim(0);
 }
 
@@ -98,6 +115,8 @@ void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t
     void* chain = hak__freelist_pop_lockfree(fl, max, got, h);
     if (chain) {
       HAK_CSTAT(h, cls, central_pop, *got);
+      if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
+        atomic_store_explicit(&scav_popped[cls], 1, memory_order_relaxed);
       int64_t now = (int64_t)hak__small_cached_blocks(cls);
       if (now < atomic_load_explicit(&scav_low[cls], memory_order_relaxed))
         atomic_store_explicit(&scav_low[cls], now, memory_order_relaxed);
@@ -252,10 +271,14 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     if (pg->scav_gen != gen) { pg->scav_gen = gen; pg->scav_count = 0; }
     pg->scav_count++;
   }
-  /* decide per page: scav_count becomes KEEP or DROP once the page is whole */
-  const uint32_t KEEP = 0x80000000u, DROP = 0x40000000u;
+  /* decide per page once: DROP (whole, beyond keep_pages), or keep it in
+   * one of three runs, in the order blocks will be handed out again:
+   * pages mostly in use first, then mostly free ones, then whole ones, so
+   * the mostly free pages get the chance to become whole */
+  const uint32_t DROP = 0x40000000u, KEEP = 0x80000000u;
   uint32_t kept_pages = 0, released = 0;
-  void* keep_head = NULL; void* keep_tail = NULL; uint32_t keep_n = 0;
+  void* head[3] = {NULL, NULL, NULL}; void* tail[3] = {NULL, NULL, NULL};
+  uint32_t keep_n = 0;
   hak_page_t* drop = NULL;
   for (void* p = all; p;) {
     void* next = *(void**)p;
@@ -270,17 +293,25 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
         drop = pg;
       } else {
         if (whole) kept_pages++;
-        sc = KEEP;
+        uint32_t run = whole ? 2 : 2 * sc > atomic_load_explicit(&pg->carved, memory_order_relaxed) ? 1 : 0;
+        sc = KEEP | run;
       }
       pg->scav_count = sc;
     }
     if (sc & KEEP) {
+      unsigned run = sc & 3;
       *(void**)p = NULL;
-      if (keep_tail) *(void**)keep_tail = p; else keep_head = p;
-      keep_tail = p;
+      if (tail[run]) *(void**)tail[run] = p; else head[run] = p;
+      tail[run] = p;
       keep_n++;
     }
     p = next;
+  }
+  void* keep_head = NULL; void* keep_tail = NULL;
+  for (int r = 2; r >= 0; r--) {          /* run 0 ends up on top */
+    if (!head[r]) continue;
+    if (keep_head) *(void**)tail[r] = keep_head; else keep_tail = tail[r];
+    keep_head = head[r];
   }
   if (keep_head) hak__freelist_push_batch_lockfree(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
   while (drop) {

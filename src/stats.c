@@ -1,6 +1,7 @@
 /* Merging and printing of the counters. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "learner.h"
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -147,6 +148,7 @@ HAK_API void hak_stats_print(FILE* f) {
             (unsigned long long)v[HAK_CS_borrow], (unsigned long long)v[HAK_CS_central_pop],
             (unsigned long long)v[HAK_CS_central_push]);
   }
+  hak__learner_print(f);
   fflush(f);
   hak__os_unmap(t, sizeof *t);
 }
