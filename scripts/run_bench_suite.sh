@@ -66,7 +66,7 @@ wl_threads() { case $1 in prodcons_*) echo $(( $2 < 2 ? 2 : $2 )) ;; *) echo "$2
 human() { awk -v v="$1" 'BEGIN{a=v<0?-v:v; if(a>=1e9)printf "%.2fG",v/1e9; else if(a>=1e6)printf "%.2fM",v/1e6; else if(a>=1e3)printf "%.1fk",v/1e3; else printf "%.1f",v}'; }
 
 # ---- one run; appends a CSV line; prints a progress line
-CSV=$OUT.csv
+CSV=$OUT.csv  # during a run: $WORK/runs.csv, published to $OUT.csv at the end
 FAILED=0
 run_one() {  # run_one INDEX TOTAL REP WORKLOAD T ALLOC CMD
   local idx=$1 total=$2 rep=$3 w=$4 t=$5 a=$6 cmd=$7
@@ -89,21 +89,21 @@ run_one() {  # run_one INDEX TOTAL REP WORKLOAD T ALLOC CMD
   local tmo t0 t1 rc=0 out
   tmo=$(awk -v r="$RUNTIME" 'BEGIN{printf "%d", r*10+60}')
   t0=$(date +%s.%N)
-  out=$(timeout "$tmo" "${envs[@]}" $cmd 2>"$OUT.stderr") || rc=$?
+  out=$(timeout "$tmo" "${envs[@]}" $cmd 2>"$WORK/stderr") || rc=$?
   t1=$(date +%s.%N)
   local line val unit peak steady mso status=ok
   line=$(grep '^RESULT ' <<<"$out" | tail -1 || true)
   kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
   val=$(kv value); unit=$(kv unit); peak=$(kv peak_rss_kb); steady=$(kv steady_rss_kb); mso=$(kv malloc_so)
   if [ "$rc" -eq 3 ] || { [ -n "$mso" ] && [[ $mso != *"$expect"* ]]; }; then
-    cat "$OUT.stderr" >&2
+    cat "$WORK/stderr" >&2
     die "the preload did not take effect: allocator '$a' (LD_PRELOAD=${so:-none}) but malloc came from '${mso:-?}'. Command: $cmd"
   fi
   if [ "$rc" -ne 0 ] || [ -z "$val" ]; then
     status=$([ "$rc" -eq 124 ] && echo timeout || echo "fail_rc$rc")
     FAILED=1
     echo "!! $w T=$t $a: $status; command: ${envs[*]} $cmd" >&2
-    sed 's/^/!!   /' "$OUT.stderr" | tail -5 >&2
+    sed 's/^/!!   /' "$WORK/stderr" | tail -5 >&2
     val=""; peak=""; steady=""
   fi
   echo "$idx,$rep,$w,$(wl_threads "$w" "$t"),$a,$val,$unit,higher,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$peak,$steady,$status,$mso,\"$cmd\"" >>"$CSV"
@@ -119,16 +119,20 @@ run_one() {  # run_one INDEX TOTAL REP WORKLOAD T ALLOC CMD
 report() {
   local sum=$OUT.summary.tsv
   # workload threads allocator median_value unit better median_peak_kb n_ok n_all
+  # last_failure spread_pct ((max-min)/median of the value over the repeats)
   awk -F, '
-    function med(s,   a, n, i, j, x) { n = split(s, a, " "); if (!n) return "";
+    function med(s,   a, n, i, j, x, m) { n = split(s, a, " "); SPREAD = ""; if (!n) return "";
       for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+      m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      if (n > 1 && m + 0 > 0) SPREAD = sprintf("%.0f", 100 * (a[n] - a[1]) / m)
+      return m }
     NR > 1 { k = $3 SUBSEP $4 SUBSEP $5; if (!(k in all)) { order[++no] = k }
       all[k]++; unit[k] = unit[k] ? unit[k] : $7; better[k] = $8
       if ($12 == "ok" && $6 != "") { v[k] = v[k] " " $6; ok[k]++; if ($10 != "") p[k] = p[k] " " $10 }
       else st[k] = $12 }
     END { for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP)
-      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f[1], f[2], f[3], med(v[k]), unit[k], better[k], med(p[k]), ok[k], all[k], st[k] } }' "$CSV" >"$sum"
+      mv = med(v[k]); sp = SPREAD
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", f[1], f[2], f[3], mv, unit[k], better[k], med(p[k]), ok[k], all[k], st[k], sp } }' "$CSV" >"$sum"
   write_md "$sum" >"$OUT.md"
   if command -v gnuplot >/dev/null; then
     bash scripts/plot_bench.sh "$sum" "$OUT" "$SUBJECT" "$ALLOCATORS" || echo "run_bench_suite: plotting failed" >&2
@@ -143,11 +147,12 @@ write_md() {
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "# hakmem benchmark results"
   echo
-  echo "Taken $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -m), ${cpu:-unknown CPU}, $NPROC cores, Linux $(uname -r);"
-  echo "git $(git rev-parse --short HEAD 2>/dev/null || echo none). RUNTIME=$RUNTIME s per run, REPEAT=$REPEAT (median shown), THREADS=$THREADS."
+  echo "Taken $RUN_DATE on $(uname -m), ${cpu:-unknown CPU}, $NPROC cores, Linux $(uname -r);"
+  echo "git ${GIT_REV:-?}. RUNTIME=$RUNTIME s per run, REPEAT=$REPEAT (median shown), THREADS=$THREADS."
   local henv
   henv=$(compgen -e | grep '^HAKMEM_' | while read -r v; do printf '%s=%s ' "$v" "${!v}"; done || true)
   [ -n "$henv" ] && echo "hakmem env: $henv"
+  [ -n "$HAK_ID" ] && echo "$HAK_ID"
   local v
   for v in $(compgen -e | grep '^BENCH_VARIANT_' || true); do echo "variant hakmem:${v#BENCH_VARIANT_} = ${!v}"; done
   echo
@@ -155,6 +160,8 @@ write_md() {
   echo "as a speed-up (>1 means $SUBJECT is better; for lower-is-better rows it is best/$SUBJECT)."
   echo "Rows ending in .steady_rss are the RSS during the steady phase after a 256 MB burst (lower is better)."
   echo "fastpath rows are callgrind instructions per malloc+free pair (lower is better). FAIL = crash or timeout."
+  echo "spread: the largest (max-min)/median over the repeats among the allocators of the row; a ratio"
+  echo "closer to 1 than about half the spread may be noise."
   echo
   awk -F'\t' -v allocs="$ALLOCATORS" -v subj="$SUBJECT" '
     function h(v,   a) { a = v < 0 ? -v : v; if (v == "") return "-";
@@ -164,18 +171,19 @@ write_md() {
     function rat(s, b, lower) { if (s == "" || b == "" || s + 0 == 0 || b + 0 == 0) return "-"
       return sprintf("%.2f", lower ? b / s : s / b) }
     { key = $1 SUBSEP $2; if (!(key in seen)) { seen[key] = 1; rows[++nr] = key; wl[key] = $1; th[key] = $2 }
-      val[key, $3] = $4; unit[key] = $5; lower[key] = ($6 == "lower"); pk[key, $3] = $7; okn[key, $3] = $8 }
+      val[key, $3] = $4; unit[key] = $5; lower[key] = ($6 == "lower"); pk[key, $3] = $7; okn[key, $3] = $8
+      if ($11 != "" && $11 + 0 > spr[key] + 0) spr[key] = $11 }
     END {
       na = split(allocs, A, ",")
-      printf "| workload | T | unit |"; for (i = 1; i <= na; i++) printf " %s |", A[i]; printf " %s / best other |\n", subj
-      printf "|---|---|---|"; for (i = 1; i <= na; i++) printf "---|"; printf "---|\n"
+      printf "| workload | T | unit |"; for (i = 1; i <= na; i++) printf " %s |", A[i]; printf " %s / best other | spread |\n", subj
+      printf "|---|---|---|"; for (i = 1; i <= na; i++) printf "---|"; printf "---|---|\n"
       for (r = 1; r <= nr; r++) { k = rows[r]; best = ""; bestn = ""
         printf "| %s | %s | %s |", wl[k], th[k], unit[k]
         for (i = 1; i <= na; i++) { a = A[i]; v = val[k, a]
           cell = ((k, a) in val) ? (v == "" ? "FAIL" : h(v) (unit[k] == "kB" ? "" : mb(pk[k, a]))) : "n/a"
           printf " %s |", cell
           if (a != subj && v != "") if (best == "" || (lower[k] ? v + 0 < best + 0 : v + 0 > best + 0)) { best = v; bestn = a } }
-        r2 = rat(val[k, subj], best, lower[k]); printf " %s%s |\n", r2, (r2 == "-" ? "" : " vs " bestn) }
+        r2 = rat(val[k, subj], best, lower[k]); printf " %s%s | %s |\n", r2, (r2 == "-" ? "" : " vs " bestn), (k in spr) ? spr[k] "%" : "-" }
       printf "\n## %s against each other allocator\n\n", subj
       printf "Speed ratio (>1: %s faster or leaner), then peak-RSS ratio %s/other (<1: %s uses less).\n\n", subj, subj, subj
       printf "| workload | T |"; for (i = 1; i <= na; i++) if (A[i] != subj) printf " vs %s |", A[i]; printf "\n|---|---|"
@@ -187,12 +195,34 @@ write_md() {
         printf "\n" } }' "$sum"
 }
 
+# Snapshot the hakmem library: it may be rebuilt while the suite runs, and
+# every hakmem run must use the same build.  The copy keeps its file name, so
+# the dladdr check still sees libhakmem.
+# private scratch space (the library snapshot, each run's stderr): nothing
+# transient is written under bench/results
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hakbench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+HAK_SO=$(alloc_so hakmem)
+HAK_ID=""
+RUN_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo none)
+if [[ ,$ALLOCATORS, == *,hakmem* ]] && [ -f "$HAK_SO" ] && [ "${REPORT_ONLY:-0}" != 1 ]; then
+  HAK_ID="hakmem: $HAK_SO, built $(date -u -r "$HAK_SO" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$HAK_SO" | cut -c1-12)."
+  cp "$HAK_SO" "$WORK/$(basename "$HAK_SO")"
+  BENCH_HAKMEM_SO="$WORK/$(basename "$HAK_SO")"
+  export BENCH_HAKMEM_SO
+fi
 mkdir -p "$(dirname "$OUT")"
 IFS=, read -r -a WLS <<<"$WORKLOADS"
 IFS=, read -r -a TS <<<"$THREADS"
 IFS=, read -r -a AS <<<"$ALLOCATORS"
 
-if [ "${REPORT_ONLY:-0}" = 1 ]; then report; cat "$OUT.md"; exit 0; fi
+if [ "${REPORT_ONLY:-0}" = 1 ]; then
+  # settings of the run that wrote the CSV, not of this shell
+  # shellcheck disable=SC1090
+  [ -f "$OUT.meta" ] && . "$OUT.meta"
+  report; cat "$OUT.md"; exit 0
+fi
 
 # drop allocators whose library is missing, saying how to get them
 USE=()
@@ -226,6 +256,10 @@ for w in "${WLS[@]}"; do
   done
 done
 
+CSV=$WORK/runs.csv
+{ for v in RUNTIME REPEAT THREADS ALLOCATORS SUBJECT HAK_ID RUN_DATE GIT_REV; do printf '%s=%q\n' "$v" "${!v}"; done
+  compgen -e | grep -E '^(HAKMEM|BENCH_VARIANT)_' | while read -r v; do printf 'export %s=%q\n' "$v" "${!v}"; done || true
+} >"$WORK/meta"
 echo "csv_index,repeat,workload,threads,allocator,value,unit,better,wall_s,peak_rss_kb,steady_rss_kb,status,malloc_so,command" >"$CSV"
 total=$(( ${#CONFS[@]} * ${#USE[@]} * REPEAT ))
 echo "run_bench_suite: ${#CONFS[@]} configurations x ${#USE[@]} allocators ($ALLOCATORS) x $REPEAT repeats = $total runs of ~${RUNTIME}s"
@@ -253,7 +287,10 @@ if [ "$DO_FASTPATH" = 1 ]; then
     echo "run_bench_suite: valgrind not found, skipping fastpath (apt-get install valgrind)" >&2
   fi
 fi
-rm -f "$OUT.stderr"
+# publish only now, so bench/results never holds a half-finished run
+cp "$CSV" "$OUT.csv"
+cp "$WORK/meta" "$OUT.meta"
+CSV=$OUT.csv
 report
 echo
 cat "$OUT.md"

@@ -55,7 +55,10 @@ __attribute__((noreturn)) static void huge_bad(const void* p, const char* op) {
   huge_hdr_t* hd = (huge_hdr_t*)(kind == HAK_SEG_HUGE ? chunk : chunk - HUGE_HDR);
   char what[64];
   int interior = hd->magic == HUGE_MAGIC && a > (uintptr_t)hd->user && a < (uintptr_t)hd->user + hd->usable;
-  snprintf(what, sizeof what, "%s %s", interior ? "interior pointer" : "invalid", op);
+  snprintf(what, sizeof what, "%s %s", interior ? "interior pointer" : "invalid",
+           strcmp(op, "pointer") == 0 ? (interior ? "" : "pointer") : op);
+  size_t k = strlen(what);
+  if (k && what[k - 1] == ' ') what[k - 1] = 0;
   hak__misuse(what, p, interior ? HAK_STAT_HUGE : -1);
 }
 

@@ -105,7 +105,8 @@ HAK_INLINE uintptr_t hak__page_start(const hak_page_t* pg) {
 }
 HAK_INLINE int hak__seg_kind(uintptr_t a) {
   uintptr_t i = a >> HAK_SEG_SHIFT;
-  return i < HAK_SEGMAP_N ? hak__segmap[i] : HAK_SEG_NONE;
+  /* relaxed: a plain load, but the map is written while other threads read it */
+  return i < HAK_SEGMAP_N ? __atomic_load_n(&hak__segmap[i], __ATOMIC_RELAXED) : HAK_SEG_NONE;
 }
 /* 1 if a is the start of a block of pg (not an interior pointer): with
  * d = m * 2^k (m odd) and inv the inverse of m mod 2^32, rotr(off * inv, k)

@@ -77,27 +77,42 @@ static int l25_index(const void* p, l25_seg_t** sp) {
   return x <= s->div_lim ? (int)x : -1;      /* x is the index */
 }
 
-//! Carves a never-used block, mapping a new segment when needed.
+//! Carves a never-used block, mapping a new segment when needed.  The
+//! mapping happens without the lock: on failure it trims, which takes other
+//! locks (the fork handler takes them in the other order).
 static void* l25_carve(unsigned cls) {
+  l25_seg_t* spare = NULL;
   pthread_mutex_lock(&l25_lock);
-  l25_seg_t* s = l25_cur[cls];
-  if (!s || l25_next[cls] >= s->nblocks) {
-    s = hak__segment_alloc(HAK_SEG_LARGE);
-    if (!s) { pthread_mutex_unlock(&l25_lock); return NULL; }
-    uint32_t d = hak__large_size[cls];
-    s->cls = (uint8_t)cls;
-    s->block_size = d;
-    s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
-    uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
-    for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
-    s->div_mul = inv; s->div_shift = (uint8_t)k; s->div_lim = (uint32_t)s->nblocks - 1;
-    l25_cur[cls] = s;
-    l25_next[cls] = 0;
-    hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);
+  for (;;) {
+    l25_seg_t* s = l25_cur[cls];
+    if (s && l25_next[cls] < s->nblocks) {
+      uint32_t idx = l25_next[cls]++;
+      pthread_mutex_unlock(&l25_lock);
+      if (spare) {            /* another thread installed one meanwhile; ours was never used */
+        __atomic_store_n(&hak__segmap[(uintptr_t)spare >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_RELEASE);
+        hak__os_unmap(spare, HAK_SEG_SIZE);
+      }
+      return (char*)s + L25_FIRST + (uintptr_t)idx * s->block_size;
+    }
+    if (spare) {
+      uint32_t d = hak__large_size[cls];
+      spare->cls = (uint8_t)cls;
+      spare->block_size = d;
+      spare->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
+      uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
+      for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
+      spare->div_mul = inv; spare->div_shift = (uint8_t)k; spare->div_lim = (uint32_t)spare->nblocks - 1;
+      l25_cur[cls] = spare;
+      l25_next[cls] = 0;
+      spare = NULL;
+      hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);
+      continue;
+    }
+    pthread_mutex_unlock(&l25_lock);
+    spare = hak__segment_alloc(HAK_SEG_LARGE);
+    if (!spare) return NULL;
+    pthread_mutex_lock(&l25_lock);
   }
-  uint32_t idx = l25_next[cls]++;
-  pthread_mutex_unlock(&l25_lock);
-  return (char*)s + L25_FIRST + (uintptr_t)idx * s->block_size;
 }
 
 void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <math.h>
+#include <stdarg.h>
 
 #define LEARN_NCLS (HAK_SMALL_CLASSES + HAK_LARGE_CLASSES)   /* policy index = stats index */
 
@@ -72,11 +73,14 @@ uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t*
   uint32_t cap = learn_clamp(p, next);
   if (cap == s->cap) return cap;
   int dir = cap > s->cap ? 1 : -1;
-  /* a reversal waits twice the dwell: damping against a limit cycle */
-  uint64_t dwell = s->last_dir && dir != s->last_dir ? 2 * p->dwell_ns : p->dwell_ns;
+  /* a reversal waits 2, 4, then 8 dwells: a step that jumps the whole band
+   * would otherwise flip CAP between two values forever */
+  int rev = s->last_dir && dir != s->last_dir;
+  uint64_t dwell = rev ? p->dwell_ns << (s->reversals < 2 ? s->reversals + 1 : 3) : p->dwell_ns;
   if (s->changes && now - s->last_change_ns < dwell) return s->cap;
   s->cap = cap;
   s->changes++;
+  s->reversals = rev ? (uint8_t)(s->reversals < 255 ? s->reversals + 1 : 255) : 0;
   s->last_dir = (int8_t)dir;
   s->last_change_ns = now;
   return cap;

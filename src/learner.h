@@ -22,7 +22,7 @@
 typedef struct hak_learn_params {
   double   target, band;        /* target hit rate and its dead band */
   uint32_t step, min, max;      /* CAP step and clamp */
-  uint64_t dwell_ns;            /* least time between two changes (twice that to reverse) */
+  uint64_t dwell_ns;            /* least time between two changes; a reversal waits 2x, 4x, 8x */
   uint64_t idle_ns;             /* a class idle this long has its CAP decay toward min */
   uint64_t min_samples;         /* allocations a window needs to judge the hit rate */
 } hak_learn_params_t;
@@ -31,6 +31,7 @@ typedef struct hak_learn_class {
   uint32_t cap;                 /* current CAP (what is published) */
   uint32_t changes;             /* how many times it moved */
   int8_t   last_dir;            /* +1 rose, -1 fell, 0 never moved */
+  uint8_t  reversals;           /* consecutive changes of direction */
   uint8_t  idle;                /* the class is in an idle stretch since idle_since_ns */
   uint64_t last_change_ns;
   uint64_t idle_since_ns;

@@ -88,7 +88,8 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
 hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   pthread_mutex_lock(&seg_lock);
   hak_segment_t* s = seg_avail;
-  if (!s && !(s = segment_grow_locked())) {
+  /* a failed mapping trims, which may have freed pages meanwhile */
+  if (!s && !(s = segment_grow_locked()) && !(s = seg_avail)) {
     pthread_mutex_unlock(&seg_lock);
     errno = ENOMEM;
     return NULL;

@@ -247,11 +247,15 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
 /* ---- scavenger ---------------------------------------------------------- */
 
 //! Takes every block of the class, releases wholly free pages beyond
-//! keep_pages, and puts the rest back.  Never waits: if another thread is
-//! scavenging this class, returns at once.
+//! keep_pages, and puts the rest back.  If another thread is scavenging
+//! this class it returns at once, except when forced (trim, out of memory).
 void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   int expect = 0;
-  if (!atomic_compare_exchange_strong(&scav_busy[cls], &expect, 1)) return;
+  while (!atomic_compare_exchange_strong(&scav_busy[cls], &expect, 1)) {
+    if (!force) return;
+    expect = 0;
+    hak__os_yield();    /* trim and out-of-memory: the other scavenge will not be long */
+  }
   void* all = NULL;
   uint32_t total = 0;
   for (unsigned s = 0; s < HAK_SHARDS; s++) {

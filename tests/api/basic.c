@@ -1,8 +1,9 @@
-/* API conformance: malloc, free, calloc, realloc, reallocarray, cfree and
- * the glibc __libc_* aliases, with glibc's semantics for the edge cases
- * (malloc(0), sizes above PTRDIFF_MAX, overflow, errno, realloc(p, 0),
- * failed realloc) in every layer.  hak_owns and the stats prove that hakmem
- * (not a silent fallback to glibc) served each call. */
+/* API conformance: malloc, free, calloc, realloc, reallocarray, cfree, the
+ * glibc __libc_* aliases and the public hak_* API, with glibc's semantics
+ * for the edge cases (malloc(0), sizes above PTRDIFF_MAX, overflow, errno,
+ * realloc(p, 0), failed realloc) in every layer; each size band is counted
+ * in its own layer; hak_owns is 1 only at block starts.  hak_owns and the
+ * stats prove that hakmem (not a silent fallback to glibc) served each call. */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stddef.h>
@@ -334,6 +335,40 @@ static void test_aliases_and_cfree(void) {
   free(y);
 }
 
+static void test_hak_api(void) {
+  /* the hak_* names are the same allocator: blocks mix freely with malloc/free */
+  for (size_t i = 0; i < NSIZES; i++) {
+    size_t n = layer_sizes[i];
+    unsigned char* p = hak_malloc(n);
+    CHECK(p && hak_owns(p), "hak_malloc(%zu) = %p", n, (void*)p);
+    CHECK(hak_usable_size(p) >= n && hak_usable_size(p) == malloc_usable_size(p),
+          "hak_usable_size %zu vs malloc_usable_size %zu for %zu bytes", hak_usable_size(p), malloc_usable_size(p), n);
+    hk_fill(p, n, n, 1);
+    p = hak_realloc(p, n + 3000);
+    CHECK(p && hk_verify(p, n, n, 1) == (size_t)-1, "hak_realloc(%zu -> %zu) lost contents", n, n + 3000);
+    free(p);
+    unsigned char* c = hak_calloc(n, 2);
+    CHECK(c && hak_owns(c), "hak_calloc(%zu, 2)", n);
+    for (size_t j = 0; j < 2 * n; j += 97) CHECK(c[j] == 0, "hak_calloc(%zu, 2) byte %zu = %#x", n, j, c[j]);
+    hak_free(c);
+    void* m = hak_memalign(4096, n);
+    CHECK(m && hak_owns(m) && (uintptr_t)m % 4096 == 0, "hak_memalign(4096, %zu) = %p", n, m);
+    hak_free(m);
+    m = malloc(n);
+    CHECK(m, "malloc(%zu)", n);
+    hak_free(m);
+  }
+  hak_free(NULL);
+  CHECK(hak_usable_size(NULL) == 0, "hak_usable_size(NULL) = %zu", hak_usable_size(NULL));
+  vbig = SIZE_MAX / 2;
+  errno = 0;
+  void* x = hak_calloc(vbig, 3);
+  CHECK(x == NULL && errno == ENOMEM, "hak_calloc overflow = %p, errno %d", x, errno);
+  errno = 0;
+  x = hak_malloc(vbig + 2);
+  CHECK(x == NULL && errno == ENOMEM, "hak_malloc(> PTRDIFF_MAX) = %p, errno %d", x, errno);
+}
+
 static int stack_probe;
 
 static void test_hak_owns(void) {
@@ -369,6 +404,7 @@ int main(void) {
   HK_STEP(test_realloc_zero_frees());
   HK_STEP(test_failed_realloc_keeps_block());
   HK_STEP(test_aliases_and_cfree());
+  HK_STEP(test_hak_api());
   HK_STEP(test_hak_owns());
   printf("api/basic: ok\n");
   return 0;

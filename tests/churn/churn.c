@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include "hk_test.h"
 
-#define NTHREADS 10000
+#define NTHREADS 10000  /* divided by hk_scale() under valgrind */
 #define WARMUP 1000
 #define KEEP 3
 
@@ -86,8 +86,9 @@ static void sequential(const char* what, int n, int warm) {
   hak_stats_get(&s_end);
   INFO("%s: %d threads in %.2fs, VmRSS after %d threads %ld kB, at end %ld kB; bytes_mapped %llu -> %llu", what, n,
        hk_now() - t0, warm, rss_warm, rss_end, mapped_warm, s_end.bytes_mapped);
-  /* 4 MiB of slack for 9000 threads: a leak of >450 bytes per thread shows. */
-  if (rss_end > rss_warm + 4096) {
+  /* 4 MiB of slack for 9000 threads: a leak of >450 bytes per thread shows.
+   * (Not under valgrind: its own memory dominates RSS.) */
+  if (!hk_under_valgrind() && rss_end > rss_warm + 4096) {
     fprintf(stderr, "FAIL %s: RSS grew from %ld kB (after %d threads) to %ld kB after %d threads\n", what, rss_warm,
             warm, rss_end, n);
     failures++;
@@ -110,29 +111,30 @@ int main(void) {
   hk_begin("churn/churn", 55);
   /* A: every thread frees its blocks itself: it exits holding cached blocks */
   keep_orphans = 0;
-  sequential("A (threads exit holding cached blocks)", NTHREADS, WARMUP);
+  int sc = hk_scale();
+  sequential("A (threads exit holding cached blocks)", NTHREADS / sc, WARMUP / sc);
   /* B: every thread also leaves 3 live blocks that main frees after it exited */
   keep_orphans = 1;
-  sequential("B (threads exit with live blocks, freed later by main)", NTHREADS, WARMUP);
+  sequential("B (threads exit with live blocks, freed later by main)", NTHREADS / sc, WARMUP / sc);
 
   /* C: overlapping churn, 4 at a time, plus one long-running thread. */
   double t1 = hk_now();
   pthread_t busy;
   pthread_create(&busy, NULL, busy_thread, NULL);
   long rss2_warm = 0;
-  for (int i = 0; i < 2000; i++) {
+  for (int i = 0; i < 2000 / sc; i++) {
     pthread_t t[4];
     for (int k = 0; k < 4; k++)
       CHECK(pthread_create(&t[k], NULL, short_thread, (void*)(intptr_t)(k * 2000 + i)) == 0, "pthread_create");
     for (int k = 0; k < 4; k++) pthread_join(t[k], NULL);
     for (int k = 0; k < 4; k++) free_orphans(k * 2000 + i, k * 2000 + i + 1);
-    if (i == 199) rss2_warm = hk_rss_kb();
+    if (i == 199 / sc) rss2_warm = hk_rss_kb();
   }
   pthread_join(busy, NULL);
   long rss2_end = hk_rss_kb();
   INFO("C (overlapping, 4 at a time, with live blocks): 8000 threads in %.2fs, VmRSS %ld kB -> %ld kB",
        hk_now() - t1, rss2_warm, rss2_end);
-  if (rss2_end > rss2_warm + 6144) {
+  if (!hk_under_valgrind() && rss2_end > rss2_warm + 6144) {
     fprintf(stderr, "FAIL C: overlapping churn: RSS grew from %ld kB to %ld kB\n", rss2_warm, rss2_end);
     failures++;
   }

@@ -73,7 +73,7 @@ int main(void) {
   hk_begin("first_op/thread_first", 50);
   static targ_t args[NT];
   pthread_t th[NT];
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < 20 / hk_scale(); round++) {
     for (int op = 0; op < NOPS; op++) {
       pthread_barrier_t bar;
       pthread_barrier_init(&bar, NULL, NT);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef void* (*malloc_fn)(size_t);
@@ -76,6 +77,7 @@ static void* hak_worker(void* a) {     /* allocates with hakmem in a thread */
 
 int main(int argc, char** argv) {
   (void)argc; (void)argv;
+  setvbuf(stdout, NULL, _IOLBF, 0);
   g_malloc = (malloc_fn)dlsym(RTLD_DEFAULT, "malloc");
   g_free = (free_fn)dlsym(RTLD_DEFAULT, "free");
   Dl_info di;
@@ -152,6 +154,13 @@ int main(int argc, char** argv) {
   /* unload, then threads and fork must still work */
   dlclose(h2);
   dlclose(h);
+  printf("dlopen: closed; the program goes on for 0.6 s\n");
+  /* the program goes on running after the unload: give any thread the
+   * library left behind (e.g. its background decay thread, which wakes every
+   * HAKMEM_DECAY_MS/4 >= 50 ms) time to wake up.  Without this wait the
+   * test would end before such a thread runs again and miss the crash. */
+  struct timespec nap = {0, 600 * 1000 * 1000};
+  nanosleep(&nap, NULL);
   pthread_t t;
   pthread_create(&t, NULL, glibc_worker, NULL);
   atomic_store(&stop, 1);

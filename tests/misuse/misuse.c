@@ -3,9 +3,9 @@
  * child died of SIGABRT (not SIGSEGV, not a normal exit) and that stderr has
  * a line starting "hakmem: " with the expected words and the pointer in %p
  * form.  Cases: invalid free (stack, global, a foreign mmap page, an
- * unmapped address), double free in every layer, interior pointers through free, realloc and
- * malloc_usable_size in every layer, and realloc/malloc_usable_size of
- * pointers hakmem does not own. */
+ * unmapped address), double free in every layer, interior pointers through
+ * free, realloc and malloc_usable_size in every layer, and
+ * realloc/malloc_usable_size of pointers hakmem does not own. */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stdint.h>
@@ -26,8 +26,8 @@ typedef struct mcase {
   char ptr[32];          /* %p of the pointer the message must name (set by fn) */
 } mcase_t;
 
-/* The child reports the pointer it will misuse through a pipe-free channel:
- * it prints "PTR <p>" to stdout before the bad call (stdout is captured). */
+/* The child prints "PTR <p>" (the pointer it is about to misuse) to its
+ * captured stdout before the bad call; the message must name that pointer. */
 static void announce(mcase_t* c, const void* p) {
   printf("PTR %p\n", p);
   fflush(stdout);

@@ -8,7 +8,8 @@
  *  - every option listed by VERBOSE, set to garbage, either warns once and
  *    keeps its default or (a string option) is taken as is;
  *  - HAKMEM_STATS=1 prints the table at exit: a first line starting
- *    "hakmem stats", rows tiny, mid, large, huge and total. */
+ *    "hakmem stats", rows tiny, mid, large, huge and total;
+ *  - options set with setenv after init have no effect (read once). */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <malloc.h>
@@ -43,7 +44,7 @@ static int child_main(void) {
 
 static hk_child_t* C;
 
-static void run(const char* const* env) {
+static void run_mode(const char* mode, const char* const* env) {
   /* start from a clean HAKMEM_* environment so the caller's doesn't leak in */
   const char* envs[32];
   int k = 0;
@@ -60,8 +61,9 @@ static void run(const char* const* env) {
     }
   for (; env && *env && k < 31; env++) envs[k++] = *env;
   envs[k] = NULL;
-  hk_exec_self("child", envs, 0, C);
+  hk_exec_self(mode, envs, 0, C);
 }
+static void run(const char* const* env) { run_mode("child", env); }
 
 static void expect_ok_run(const char* what) {
   CHECK(WIFEXITED(C->status) && WEXITSTATUS(C->status) == 0, "%s: child %s\nstderr:\n%s", what,
@@ -214,14 +216,35 @@ static void test_stats_table(void) {
         "HAKMEM_STATS=yes-please: expected one warning line; stderr:\n%s", C->err);
 }
 
+/* Options are read once, at init: setting them later changes nothing. */
+static int late_child_main(void) {
+  void* p = malloc(100);
+  free(p);
+  setenv("HAKMEM_STATS", "1", 1);
+  setenv("HAKMEM_VERBOSE", "1", 1);
+  setenv("HAKMEM_POOL_REFILL_BATCH", "garbage", 1);
+  return child_main();  /* threads start, allocate in every layer, exit */
+}
+
+static void test_read_once(void) {
+  run_mode("late-child", NULL);
+  expect_ok_run("HAKMEM_* set with setenv after init");
+  CHECK(C->err[0] == 0, "HAKMEM_* set after init (setenv) had an effect: options must be read once; stderr:\n%s",
+        C->err);
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && !strcmp(argv[1], "child")) return child_main();
+  if (argc > 1 && !strcmp(argv[1], "late-child")) return late_child_main();
   hk_begin("options/options", 55);
+  /* a garbage string option that names a file (a log path) must not land in the repo */
+  CHECK(chdir("/tmp") == 0, "chdir /tmp");
   C = malloc(sizeof *C);
   CHECK(C, "malloc");
   test_bad_values();
   test_verbose_and_every_option();
   test_stats_table();
+  test_read_once();
   free(C);
   printf("options: ok\n");
   return 0;

@@ -21,6 +21,7 @@ need() {  # command package
 need sort coreutils
 need awk mawk
 need gcc gcc
+need g++ g++
 need tar tar
 need gzip gzip
 need xargs findutils
@@ -144,6 +145,45 @@ check "seq | awk | sort | uniq -c | sort -rn | head" 5 4 sh -c \
   echo '  printf("%ld\n", t); return 0; }'
 } >"$W/gen.c"
 check "gcc -O2 -c (cc1, as)" 10000 2 sh -c "gcc -O2 -c '$W/gen.c' -o '$W/gen.o' && od -An -tx1 '$W/gen.o' | md5sum"
+
+# --- C++: new/delete go through libstdc++'s operator new, which calls malloc
+cat >"$W/cxx.cc" <<'CXX'
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+int main() {
+  std::map<std::string, std::vector<int>> m;
+  for (int i = 0; i < 100000; i++) m["key" + std::to_string(i % 5000)].push_back(i);
+  std::unordered_map<int, std::unique_ptr<std::string>> u;
+  for (int i = 0; i < 100000; i++) u[i % 7000] = std::make_unique<std::string>(std::to_string(i) + std::string(i % 300, 'x'));
+  std::vector<std::thread> ts;
+  std::vector<unsigned long> sums(4);
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([t, &sums] {
+      std::vector<std::unique_ptr<char[]>> v;
+      for (int i = 0; i < 50000; i++) {
+        v.emplace_back(new char[(i * 31) % 5000 + 1]);
+        if (v.size() > 300) v.erase(v.begin(), v.begin() + 150);
+      }
+      sums[t] = v.size();
+    });
+  for (auto& th : ts) th.join();
+  unsigned long h = 0;
+  for (auto& kv : m) h = h * 31 + kv.first.size() + kv.second.size();
+  for (auto& kv : u) h += kv.second->size();
+  std::printf("%lu %zu %zu %lu %lu\n", h, m.size(), u.size(), sums[0], sums[3]);
+  return 0;
+}
+CXX
+if g++ -O2 -pthread "$W/cxx.cc" -o "$W/cxx" 2>"$W/cxx.err"; then
+  check "C++ new/delete, std containers, threads" 100000 1 "$W/cxx"
+else
+  echo "FAIL C++: could not compile the test program:"; head -5 "$W/cxx.err"; fail=$((fail+1))
+fi
 
 # --- a few everyday tools
 check "tar | gzip | md5sum of /usr/include" 10 1 sh -c 'tar -C /usr/include -cf - . 2>/dev/null | gzip -1 | md5sum'

@@ -60,7 +60,7 @@ int main(void) {
   double dt = hk_now() - t0;
   INFO("RSS: before %ld kB, burst %ld kB, %.2fs after freeing %ld kB", rss0, rss1, dt, rss2);
   int failures = 0;
-  if (rss2 > limit) {
+  if (rss2 > limit && !hk_under_valgrind()) {  /* valgrind's own memory dominates RSS */
     hak_stats_t s;
     hak_stats_get(&s);
     fprintf(stderr, "FAIL: RSS did not fall back within 3 s of freeing 256 MiB: %ld kB before, %ld kB at the burst, "
@@ -93,7 +93,7 @@ int main(void) {
     CHECK(ca > 0, "no cached pages after freeing 2000 blocks (stats pages_cached = 0 in every layer)");
     CHECK(cb < ca, "malloc_trim(0) did not release cached pages: pages_cached %llu -> %llu", ca, cb);
     CHECK(cb <= ca / 4, "malloc_trim(0) kept %llu of %llu cached pages", cb, ca);
-    CHECK(rb <= ra + 256, "RSS grew across malloc_trim(0): %ld -> %ld kB", ra, rb);
+    CHECK(rb <= ra + 256 || hk_under_valgrind(), "RSS grew across malloc_trim(0): %ld -> %ld kB", ra, rb);
     CHECK(b.layer[HAK_LAYER_HUGE].bytes_mapped <= a.layer[HAK_LAYER_HUGE].bytes_mapped,
           "huge bytes_mapped grew across malloc_trim");
     CHECK(r == 1 || ca == 0, "malloc_trim(0) released memory but returned %d (glibc: 1 when memory was released)", r);

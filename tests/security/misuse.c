@@ -321,7 +321,7 @@ int main(int argc, char** argv) {
     return cases[ci].fn();
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  const char* self = "/proc/self/exe";
+  const char* self = rel_self_path();
   int count[2][R_N] = {{0}};
   int promised_total = 0, promised_caught[2] = {0, 0};
   int failures = 0;

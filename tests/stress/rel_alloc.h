@@ -113,6 +113,16 @@ static inline unsigned long long rel_hak_mapped(void) {
 #endif
 }
 
+/* this program's own path, for re-executing itself: the resolved link, not
+ * "/proc/self/exe" itself, which under valgrind names valgrind's tool binary */
+static inline const char* rel_self_path(void) {
+  static char self[4096];
+  ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (k <= 0) return "/proc/self/exe";
+  self[k] = 0;
+  return self;
+}
+
 static inline long rel_env_long(const char* name, long dflt) {
   const char* s = getenv(name);
   if (!s || !*s) return dflt;
