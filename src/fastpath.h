@@ -21,7 +21,9 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     void** p = b->head;
     if (hak_likely(p != NULL)) {
       if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
-      b->head = p[0];
+      void* next = p[0];
+      b->head = next;
+      __builtin_prefetch(next);          /* the next pop of this class checks its mark */
       b->count--;
       p[1] = NULL;                       /* clear the free mark */
       HAK_CSTAT(h, c, alloc, 1);
@@ -33,6 +35,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
     if (hak_likely(r->top != 0)) {
       void** p = r->items[--r->top];
+      __builtin_prefetch(r->items[(r->top - 1) & (HAK_RING_MAX - 1)]);
       if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
       p[1] = NULL;
       HAK_CSTAT(h, c, alloc, 1);
