@@ -125,6 +125,46 @@ static void* bc_take(size_t need, size_t* map_size) {
   return base;
 }
 
+//! Takes the largest cached mapping smaller than need, to be grown.
+static void* bc_take_smaller(size_t need, size_t* map_size) {
+  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return NULL;
+  pthread_mutex_lock(&bc_lock);
+  int best = -1;
+  for (int i = 0; i < bc_n; i++)
+    if (bc[i].map_size < need && (best < 0 || bc[i].map_size > bc[best].map_size)) best = i;
+  void* base = NULL;
+  if (best >= 0) {
+    base = bc[best].base;
+    *map_size = bc[best].map_size;
+    atomic_fetch_sub(&bc_bytes, bc[best].map_size);
+    bc[best] = bc[--bc_n];
+  }
+  pthread_mutex_unlock(&bc_lock);
+  return base;
+}
+
+//! A new mapping of need bytes that reuses a smaller cached one: its pages
+//! move (mremap, no copy, no faults) and only the growth is fresh.  *reused
+//! gets how many leading bytes hold old contents.
+static void* huge_map_grown(size_t need, size_t* reused) {
+  size_t old_size;
+  void* old = bc_take_smaller(need, &old_size);
+  if (!old) return NULL;
+  __atomic_store_n(&hak__segmap[(uintptr_t)old >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_RELEASE);
+  void* dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
+  void* q = dst ? hak__os_remap(old, old_size, need, dst) : NULL;
+  if (!q) {
+    if (dst) hak__os_unmap(dst, need);
+    hak__os_unmap(old, old_size);
+    hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)old_size);
+    return NULL;
+  }
+  atomic_fetch_sub(&hak__os_mapped, (int64_t)need);     /* the reservation was replaced */
+  hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)need - (int64_t)old_size);
+  *reused = old_size;
+  return q;
+}
+
 void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   int far = align > HAK_SEG_SIZE / 2;
@@ -133,6 +173,8 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (need < size || need > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   size_t map_size = need;
   void* base = far ? NULL : bc_take(need, &map_size);
+  size_t dirty = base ? map_size : 0;          /* leading bytes with old contents */
+  if (!base && !far && (base = huge_map_grown(need, &dirty))) map_size = need;
   int fresh = base == NULL;
   if (fresh) {
     base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
@@ -153,7 +195,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   hd->usable = map_size - off;
   hd->align = off;
   huge_register(hd, 1);
-  if (!fresh && zero) memset(user, 0, size);
+  if (zero && dirty > off) memset(user, 0, dirty - off < size ? dirty - off : size);
   hak_heap_t* h = hak__tls_heap;
   if (h != &hak__empty_heap) {
     HAK_CSTAT(h, HAK_STAT_HUGE, alloc, 1);

@@ -51,19 +51,21 @@ void* hak__os_map(size_t size) {
   return p;
 }
 
-static _Atomic uintptr_t os_hint;   /* where the last aligned mapping ended */
+static _Atomic uintptr_t os_hint;   /* where the last aligned mapping began */
 
-//! Aligned mapping: first at a hint (one syscall), else over-map and trim.
+//! Aligned mapping: first at a hint just below the last one (the kernel
+//! fills the address space top-down, so that is usually free: one
+//! syscall), else over-map and trim.
 void* hak__os_map_aligned(size_t size, size_t align) {
   if (os_fault_now()) { errno = ENOMEM; return NULL; }
   uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
-  if (hint) {
-    hint = (hint + align - 1) & ~(uintptr_t)(align - 1);
+  if (hint > size + align) {
+    hint = (hint - size) & ~(uintptr_t)(align - 1);
     void* p = mmap((void*)hint, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) {
       if (((uintptr_t)p & (align - 1)) == 0) {
-        atomic_store_explicit(&os_hint, (uintptr_t)p + size, memory_order_relaxed);
+        atomic_store_explicit(&os_hint, (uintptr_t)p, memory_order_relaxed);
         os_account((int64_t)size);
         return p;
       }
@@ -78,7 +80,7 @@ void* hak__os_map_aligned(size_t size, size_t align) {
   size_t head = a - (uintptr_t)raw, tail = over - head - size;
   if (head) munmap(raw, head);
   if (tail) munmap((char*)a + size, tail);
-  atomic_store_explicit(&os_hint, a + size, memory_order_relaxed);
+  atomic_store_explicit(&os_hint, a, memory_order_relaxed);
   os_account((int64_t)size);
   return (void*)a;
 }
