@@ -43,7 +43,7 @@ static void* alloc_with(hak_heap_t* h, size_t n) {
   }
   if (n <= HAK_MID_MAX) return hak__pool_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n, 1);
   if (n <= HAK_LARGE_MAX) {
-    return hak__l25_alloc(h, hak__large_class(n), n);
+    return hak__l25_alloc(h, hak__large_class(n), n, 1);
   }
   return hak__huge_alloc(n, 0, 0);
 }
@@ -199,9 +199,9 @@ void* hak__alloc_aligned(size_t align, size_t n) {
     while (c < HAK_LARGE_CLASSES && (hak__large_size[c] & (align - 1))) c++;
     if (c < HAK_LARGE_CLASSES) {
       hak_heap_t* h = hak__heap_get();
-      if (h) return hak__l25_alloc(h, c, n);
+      if (h) return hak__l25_alloc(h, c, n, 0);
       h = hak__global_heap_lock();
-      void* p = h ? hak__l25_alloc(h, c, n) : NULL;
+      void* p = h ? hak__l25_alloc(h, c, n, 0) : NULL;
       hak__global_heap_unlock();
       return p;
     }

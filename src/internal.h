@@ -251,7 +251,7 @@ void  hak__pool_flush(hak_heap_t* h);
 
 extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
 unsigned hak__large_class(size_t n);
-void*  hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req);
+void*  hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow);
 void   hak__l25_free(hak_heap_t* h, void* p);
 size_t hak__l25_usable(const void* p);        /* 0 if p is not a live Large block */
 int    hak__l25_owns(const void* p);
@@ -271,6 +271,7 @@ void   hak__huge_unlock(void);
 void   hak__huge_fork_child(void);
 void   hak__huge_tick(void);
 void   hak__maintenance_tick(void);
+void   hak__l25_decay(uint64_t now_ns);
 void   hak__maintenance_run(uint64_t now_ns);
 void   hak__bg_kick_slow(void);
 void   hak__bg_fork_child(void);

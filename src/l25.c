@@ -31,6 +31,9 @@ static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;   /* carving new bl
 static l25_seg_t* l25_cur[HAK_LARGE_CLASSES];
 static uint32_t l25_next[HAK_LARGE_CLASSES];
 static _Atomic int l25_trimming[HAK_LARGE_CLASSES];
+static _Atomic int64_t l25_low[HAK_LARGE_CLASSES];        /* low water of the hot list, this window */
+static _Atomic int l25_popped[HAK_LARGE_CLASSES];         /* popped since the last upkeep tick */
+static _Atomic uint64_t l25_win_ns;
 
 void hak__l25_init(void) {
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
@@ -115,7 +118,33 @@ static void* l25_carve(unsigned cls) {
   }
 }
 
-void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req) {
+//! Records a pop for the decay: the low water and the idle flag.
+static void l25_note_pop(unsigned cls) {
+  int64_t now = atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed);
+  if (now < atomic_load_explicit(&l25_low[cls], memory_order_relaxed))
+    atomic_store_explicit(&l25_low[cls], now, memory_order_relaxed);
+  if (!atomic_load_explicit(&l25_popped[cls], memory_order_relaxed))
+    atomic_store_explicit(&l25_popped[cls], 1, memory_order_relaxed);
+}
+
+//! Classes do not share blocks, so a class that runs dry takes a cached
+//! block of one of the next two classes (at most ~1.6x) before it faults
+//! in new memory: resident memory reused beats fresh pages.
+static void* l25_borrow(hak_heap_t* h, unsigned cls) {
+  for (unsigned c2 = cls + 1; c2 < HAK_LARGE_CLASSES && c2 <= cls + 2; c2++) {
+    if (atomic_load_explicit(&l25_hot[c2].count, memory_order_relaxed) <= 0) continue;
+    uint32_t n;
+    void* p = hak__freelist_pop_lockfree(&l25_hot[c2], 1, &n, h);
+    if (p) {
+      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, borrow, 1);
+      l25_note_pop(c2);
+      return p;
+    }
+  }
+  return NULL;
+}
+
+void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   hak_large_bin_t* b = &h->large[cls];
   void* p = NULL;
   if (b->count) {
@@ -128,6 +157,9 @@ void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req) {
       p = chain;
       for (void* q = *(void**)chain; q; q = *(void**)q) b->items[b->count++] = q;
       HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, central_pop, n);
+      l25_note_pop(cls);
+    } else if (borrow && (p = l25_borrow(h, cls))) {
+      cls = ((l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK))->cls;
     } else {
       p = hak__freelist_pop_lockfree(&l25_cold[cls], 1, &n, h);
       if (!p) p = l25_carve(cls);
@@ -184,9 +216,33 @@ void hak__l25_free(hak_heap_t* h, void* p) {
   if (b->count < b->limit) { b->items[b->count++] = p; return; }
   hak__freelist_push_lockfree(&l25_hot[cls], p, h);
   hak__bg_kick();
+  /* decay trims the hot list on time (hak__l25_decay); this bound only
+   * holds memory in check when there is no background thread */
   uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + cls);
-  if (!hak__opt.keep && atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed) > 2 * (int64_t)cap + 1)
-    l25_trim_class(h, cls, cap);
+  if (!hak__opt.keep && atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed) > 8 * (int64_t)cap + 8)
+    l25_trim_class(h, cls, 4 * cap);
+}
+
+//! Decay of the hot lists, as for small classes: each tick, an idle class
+//! (no pop since the last tick) is trimmed to CAP; at the end of each
+//! window, blocks never needed during it (the low water beyond CAP) go.
+void hak__l25_decay(uint64_t now) {
+  if (hak__opt.keep) return;
+  uint64_t start = atomic_load_explicit(&l25_win_ns, memory_order_relaxed);
+  int window = now - start >= (uint64_t)hak__opt.decay_ms * 1000000ull &&
+               atomic_compare_exchange_strong(&l25_win_ns, &start, now);
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    int64_t count = atomic_load_explicit(&l25_hot[c].count, memory_order_relaxed);
+    uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + c);
+    int popped = atomic_exchange_explicit(&l25_popped[c], 0, memory_order_relaxed);
+    if (count > (int64_t)cap && !popped) l25_trim_class(NULL, c, cap);
+    else if (window) {
+      int64_t low = atomic_load_explicit(&l25_low[c], memory_order_relaxed);
+      if (low > count) low = count;
+      if (low > (int64_t)cap) l25_trim_class(NULL, c, (uint32_t)(cap + (count - low)));
+    }
+    if (window) atomic_store_explicit(&l25_low[c], atomic_load(&l25_hot[c].count), memory_order_relaxed);
+  }
 }
 
 size_t hak__l25_usable(const void* p) {

@@ -35,7 +35,7 @@ static const opt_def_t opt_table[] = {
   {"HAKMEM_POOL_TLS_RING",      OPT_INT, O(pool_tls_ring),     32, 4, HAK_RING_MAX, 0, "per-class TLS ring capacity (Mid)"},
   {"HAKMEM_CAP_TINY",           OPT_INT, O(cap_tiny),          16, 0, 4096, 0, "cached free pages kept per Tiny class"},
   {"HAKMEM_CAP_MID",            OPT_INT, O(cap_mid),           16, 0, 4096, 0, "cached free pages kept per Mid class (CAP)"},
-  {"HAKMEM_CAP_LARGE",          OPT_INT, O(cap_large),          8, 0, 4096, 0, "cached free blocks kept per Large class"},
+  {"HAKMEM_CAP_LARGE",          OPT_INT, O(cap_large),          4, 0, 4096, 0, "cached free MiB kept per Large class (CAP)"},
   {"HAKMEM_WMAX_MID",           OPT_DBL, O(wmax_mid),         1.6, 1.0, 2.0, 0, "max round-up when borrowing a larger Mid class"},
   {"HAKMEM_HUGE_CACHE_MB",      OPT_INT, O(huge_cache_mb),    128, 0, 65536, 0, "BigCache budget for huge mappings"},
   {"HAKMEM_DECAY_MS",           OPT_INT, O(decay_ms),         250, 0, 600000, 0, "min time between releases of a class's free pages"},

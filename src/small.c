@@ -100,6 +100,7 @@ void hak__maintenance_run(uint64_t now) {
       small_idle_scavenge(c);
       small_maybe_scavenge(c, now);
     }
+  hak__l25_decay(now);
   hak__huge_trim(0);
 }
 
