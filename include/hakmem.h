@@ -30,6 +30,10 @@ int    hak_owns(const void* p);
 /* Give cached memory back to the OS now; returns bytes released. */
 size_t hak_trim(void);
 
+/* ACE: estimated bytes handed out beyond the bytes requested, over live
+ * blocks (Tiny, Mid, Large; per class, recent waste ratio x live bytes). */
+size_t hak_ace_get_total_waste(void);
+
 /* Layers, in the order of the size bands. */
 enum hak_layer { HAK_LAYER_TINY, HAK_LAYER_MID, HAK_LAYER_LARGE, HAK_LAYER_HUGE, HAK_LAYER_COUNT };
 

@@ -32,6 +32,7 @@ static void init_fork_child(void) {
   hak__huge_fork_child();
   hak__small_fork_child();
   hak__heap_fork_child();
+  hak__stats_fork_child();
   hak__bg_fork_child();
   if (hak__learner_fork_child) hak__learner_fork_child();
 }

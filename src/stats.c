@@ -22,6 +22,8 @@ static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_tstats_t stats_retired;
 static _Atomic int64_t layer_mapped[HAK_LAYER_COUNT], layer_mapped_peak[HAK_LAYER_COUNT];
 
+void hak__stats_fork_child(void) { pthread_mutex_init(&stats_lock, NULL); }
+
 void hak__layer_mapped_add(int layer, int64_t bytes) {
   int64_t now = atomic_fetch_add_explicit(&layer_mapped[layer], bytes, memory_order_relaxed) + bytes;
   int64_t peak = atomic_load_explicit(&layer_mapped_peak[layer], memory_order_relaxed);
