@@ -36,7 +36,7 @@ void hak__bad_block(const void* p) {
 HAK_NOINLINE void* hak__bad_block_ret(const void* p) { hak__bad_block(p); }
 
 //! Allocation with a known heap: every layer.
-static void* alloc_with(hak_heap_t* h, size_t n) {
+void* hak__alloc_with(hak_heap_t* h, size_t n) {
   if (n <= HAK_TINY_MAX) {
     unsigned c = hak__tiny_class_of[(n + 15) >> 4];
     return hak__tiny_alloc_slow(h, c, n);      /* pops if the list has blocks */
@@ -50,10 +50,11 @@ static void* alloc_with(hak_heap_t* h, size_t n) {
 
 HAK_NOINLINE void* hak__malloc_generic(size_t n) {
   hak_heap_t* h = hak__heap_get();
-  if (hak_likely(h != NULL)) return alloc_with(h, n);
+  if (hak_unlikely(hak__opt.secure)) return hak__secure_alloc(h, n, 0);
+  if (hak_likely(h != NULL)) return hak__alloc_with(h, n);
   if (n > HAK_LARGE_MAX) return hak__huge_alloc(n, 0, 0);
   h = hak__global_heap_lock();
-  void* p = h ? alloc_with(h, n) : NULL;
+  void* p = h ? hak__alloc_with(h, n) : NULL;
   hak__global_heap_unlock();
   if (!h) errno = ENOMEM;
   return p;
@@ -71,6 +72,7 @@ static hak_page_t* small_check(const void* p) {
 
 //! Free of a small block with a known heap.
 static void small_free_with(hak_heap_t* h, hak_page_t* pg, void* p) {
+  if (hak_unlikely(hak__opt.secure) && h != NULL) { hak__secure_free(h, p); return; }
   uintptr_t own = hak__page_owner(pg);
   if (own != h->token && own != HAK_TOKEN_NONE) { hak__small_remote_free(h, pg, p); return; }
   unsigned c = pg->cls;
@@ -103,6 +105,12 @@ static void free_generic(void* p) {
   }
   if (kind == HAK_SEG_LARGE) {
     hak_heap_t* h = hak__heap_get();
+    if (hak_unlikely(hak__opt.secure) && h) {
+      hak__l25_usable(p);                       /* aborts unless a live Large block */
+      if (((uintptr_t*)p)[1] == (hak__cookie ^ a)) hak__misuse("double free", p, -1);  /* quarantined */
+      hak__secure_free(h, p);
+      return;
+    }
     if (hak_likely(h != NULL)) { hak__l25_free(h, p); return; }
     h = hak__global_heap_lock();
     if (h) hak__l25_free(h, p);
@@ -143,12 +151,24 @@ HAK_API void* hak_calloc(size_t n, size_t size) {
   return p;
 }
 
-HAK_API size_t hak_usable_size(const void* p) { return p ? usable_checked(p) : 0; }
+HAK_API size_t hak_usable_size(const void* p) {
+  if (!p) return 0;
+  if (hak_unlikely(hak__opt.secure)) return hak__secure_usable(p);
+  return usable_checked(p);
+}
 
 HAK_API void* hak_realloc(void* p, size_t n) {
   if (!p) return hak__malloc_fast(n);
   if (n == 0) { hak__free_fast(p); return NULL; }
   if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (hak_unlikely(hak__opt.secure)) {          /* always a fresh block: no in-place tricks */
+    size_t was = hak__secure_usable(p);
+    void* q = hak__malloc_fast(n);
+    if (!q) return NULL;
+    memcpy(q, p, was < n ? was : n);
+    hak__free_fast(p);
+    return q;
+  }
   size_t old = usable_checked(p);
   int kind = hak__seg_kind((uintptr_t)p);
   if (kind == HAK_SEG_HUGE && n > HAK_LARGE_MAX) {
@@ -176,21 +196,16 @@ static int small_aligned_class(size_t n, size_t align) {
   return -1;
 }
 
-//! Any alignment that is a power of two.
-void* hak__alloc_aligned(size_t align, size_t n) {
-  if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
-  if (align <= 16) return hak__malloc_fast(n);
+//! Any power-of-two alignment, with a known heap (NULL: a thread past
+//! teardown, served by the shared heap).
+void* hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n) {
   if (n <= HAK_MID_MAX && align <= 32768) {
     int c = small_aligned_class(n, align);
     if (c >= 0) {
-      hak_heap_t* h = hak__heap_get();
-      void* p;
-      if (h) p = c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c, n) : hak__pool_alloc_slow(h, (unsigned)c, n, 0);
-      else {
-        h = hak__global_heap_lock();
-        p = !h ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(h, (unsigned)c, n) : hak__pool_alloc_slow(h, (unsigned)c, n, 0);
-        hak__global_heap_unlock();
-      }
+      hak_heap_t* g = h ? h : hak__global_heap_lock();
+      void* p = !g ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(g, (unsigned)c, n)
+                                                   : hak__pool_alloc_slow(g, (unsigned)c, n, 0);
+      if (!h) hak__global_heap_unlock();
       return p;
     }
   }
@@ -198,15 +213,42 @@ void* hak__alloc_aligned(size_t align, size_t n) {
     unsigned c = hak__large_class(n < 65536 ? 65536 : n);
     while (c < HAK_LARGE_CLASSES && (hak__large_size[c] & (align - 1))) c++;
     if (c < HAK_LARGE_CLASSES) {
-      hak_heap_t* h = hak__heap_get();
-      if (h) return hak__l25_alloc(h, c, n, 0);
-      h = hak__global_heap_lock();
-      void* p = h ? hak__l25_alloc(h, c, n, 0) : NULL;
-      hak__global_heap_unlock();
+      hak_heap_t* g = h ? h : hak__global_heap_lock();
+      void* p = g ? hak__l25_alloc(g, c, n, 0) : NULL;
+      if (!h) hak__global_heap_unlock();
       return p;
     }
   }
   return hak__huge_alloc(n, align, 0);
+}
+
+//! Any alignment that is a power of two.
+void* hak__alloc_aligned(size_t align, size_t n) {
+  if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (align <= 16) return hak__malloc_fast(n);
+  hak_heap_t* h = hak__heap_get();
+  if (hak_unlikely(hak__opt.secure)) return hak__secure_alloc(h, n, align);
+  return hak__alloc_aligned_with(h, align, n);
+}
+
+//! The block size of a small or Large block (checked: aborts on misuse).
+size_t hak__block_size(const void* p) {
+  int kind = hak__seg_kind((uintptr_t)p);
+  if (kind == HAK_SEG_SMALL) return usable_checked(p);
+  return hak__l25_usable(p);
+}
+
+//! Frees a small or Large block that has passed the checks.
+void hak__free_with(hak_heap_t* h, void* p) {
+  if (hak__seg_kind((uintptr_t)p) == HAK_SEG_SMALL) {
+    hak_page_t* pg = hak__page_of((uintptr_t)p);
+    uintptr_t own = hak__page_owner(pg);
+    if (own != h->token && own != HAK_TOKEN_NONE) hak__small_remote_free(h, pg, p);
+    else if (pg->cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, pg->cls, p);
+    else hak__pool_free_slow(h, pg->cls, p);
+  } else {
+    hak__l25_free(h, p);
+  }
 }
 
 HAK_API void* hak_memalign(size_t align, size_t n) {
@@ -231,6 +273,7 @@ HAK_API int hak_owns(const void* p) {
 size_t hak__trim_all(void) {
   hak_heap_t* h = hak__heap_get();
   if (h) {
+    hak__secure_flush(h);
     hak__heap_flush(h);
     hak__heaps_drain_dead(h);
   }

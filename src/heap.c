@@ -11,6 +11,9 @@
 
 __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec"))) = &hak__empty_heap;
 static __thread int heap_tls_dead __attribute__((tls_model("initial-exec")));
+/* HAKMEM_SECURE: the heap lives here and hak__tls_heap stays the sentinel,
+ * so every call misses the fast path and takes the checked generic path */
+static __thread hak_heap_t* heap_tls_secure __attribute__((tls_model("initial-exec")));
 hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL };
 _Atomic uint64_t hak__threads_started, hak__threads_exited;
 
@@ -86,6 +89,7 @@ static void heap_renew_token(hak_heap_t* h) {
 static void heap_exit(void* arg) {
   hak_heap_t* h = arg;
   if (!h || h == &hak__empty_heap) return;
+  hak__secure_flush(h);
   hak__heap_flush(h);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__small_page_retire(h, c);
   heap_renew_token(h);
@@ -93,6 +97,7 @@ static void heap_exit(void* arg) {
   hak__heap_flush(h);
   hak__stats_merge(h);
   hak__tls_heap = &hak__empty_heap;
+  heap_tls_secure = NULL;
   heap_tls_dead = 1;
   atomic_fetch_add(&hak__threads_exited, 1);
   pthread_mutex_lock(&heap_lock);
@@ -105,14 +110,22 @@ hak_heap_t* hak__heap_get(void) {
   hak_heap_t* h = hak__tls_heap;
   if (h != &hak__empty_heap) return h;
   if (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__init();
+  if (heap_tls_secure) return heap_tls_secure;
   if (heap_tls_dead) return NULL;
   h = heap_make();
   if (!h) return NULL;
-  hak__tls_heap = h;
+  if (hak__opt.secure) heap_tls_secure = h;
+  else hak__tls_heap = h;
   pthread_setspecific(heap_key, h);
   atomic_fetch_add(&hak__threads_started, 1);
   if (hak__opt.learn) hak__bg_kick();     /* the learner starts on first use */
   return h;
+}
+
+//! The calling thread's heap if it has one (for counters), else NULL.
+hak_heap_t* hak__heap_current(void) {
+  hak_heap_t* h = hak__tls_heap;
+  return h != &hak__empty_heap ? h : heap_tls_secure;
 }
 
 //! Threads past teardown share one heap under a lock.

@@ -169,18 +169,21 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   int far = align > HAK_SEG_SIZE / 2;
   size_t off = align > HUGE_HDR ? align : HUGE_HDR;
-  size_t need = (off + size + HUGE_HDR - 1) & ~(HUGE_HDR - 1);
+  size_t guard = hak__opt.secure ? HUGE_HDR : 0;   /* HAKMEM_SECURE: a guard page after the block */
+  size_t need = ((off + size + HUGE_HDR - 1) & ~(HUGE_HDR - 1)) + guard;
   if (need < size || need > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   size_t map_size = need;
-  void* base = far ? NULL : bc_take(need, &map_size);
+  int cache = !far && !guard;
+  void* base = cache ? bc_take(need, &map_size) : NULL;
   size_t dirty = base ? map_size : 0;          /* leading bytes with old contents */
-  if (!base && !far && (base = huge_map_grown(need, &dirty))) map_size = need;
+  if (!base && cache && (base = huge_map_grown(need, &dirty))) map_size = need;
   int fresh = base == NULL;
   if (fresh) {
     base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
     if (!base && hak__trim_all()) base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
     if (!base) { errno = ENOMEM; return NULL; }
     map_size = need;
+    if (guard) hak__os_guard((char*)base + need - guard, guard);
     if (hak__opt.thp) hak__os_thp(base, map_size, 1);
     hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)map_size);
   }
@@ -192,12 +195,12 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   hd->user = user;
   hd->base = base;
   hd->map_size = map_size;
-  hd->usable = map_size - off;
+  hd->usable = map_size - off - guard;
   hd->align = off;
   huge_register(hd, 1);
   if (zero && dirty > off) memset(user, 0, dirty - off < size ? dirty - off : size);
-  hak_heap_t* h = hak__tls_heap;
-  if (h != &hak__empty_heap) {
+  hak_heap_t* h = hak__heap_current();
+  if (h) {
     HAK_CSTAT(h, HAK_STAT_HUGE, alloc, 1);
     HAK_CSTAT(h, HAK_STAT_HUGE, req_bytes, size);
     if (fresh) HAK_CSTAT(h, HAK_STAT_HUGE, miss, 1); else HAK_TSTAT(h, huge_cache_hit, 1);
@@ -210,15 +213,15 @@ void hak__huge_free(void* p) {
   if (!hd) huge_bad(p, "free");
   if (!hd->live) hak__misuse("double free", p, HAK_STAT_HUGE);
   hd->live = 0;
-  hak_heap_t* h = hak__tls_heap;
-  if (h != &hak__empty_heap) HAK_CSTAT(h, HAK_STAT_HUGE, free, 1);
+  hak_heap_t* h = hak__heap_current();
+  if (h) HAK_CSTAT(h, HAK_STAT_HUGE, free, 1);
   void* base = hd->base;
   size_t map_size = hd->map_size;
   size_t budget = (size_t)hak__opt.huge_cache_mb << 20;
   int far = (void*)hd != base;
   bc_entry_t victims[BC_SLOTS + 1];
   int k = 0;
-  if (!far && map_size <= budget) {
+  if (!far && map_size <= budget && !hak__opt.secure) {
     uint64_t now = hak__os_now_ns();
     pthread_mutex_lock(&bc_lock);
     k = bc_evict_locked(map_size, now, 0, victims);
@@ -279,8 +282,8 @@ void* hak__huge_realloc(void* p, size_t size) {
   hd->map_size = need;
   hd->usable = need - off;
   huge_register(hd, 1);
-  hak_heap_t* h = hak__tls_heap;
-  if (h != &hak__empty_heap) HAK_TSTAT(h, huge_remap, 1);
+  hak_heap_t* h = hak__heap_current();
+  if (h) HAK_TSTAT(h, huge_remap, 1);
   return hd->user;
 }
 

@@ -182,6 +182,7 @@ typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   uintptr_t   bump, end;
 } PoolTLSPage;
 
+#define HAK_QUAR_N 256             /* HAKMEM_SECURE: delayed reuse, blocks per thread */
 #define HAK_INBOX_MAX 15            /* then the next remote free moves the batch to central */
 #define HAK_TLS_PAGES 4             /* active page slots per class (refill batch <= 4) */
 #define HAK_LARGE_TLS_MAX 8
@@ -204,6 +205,9 @@ typedef struct hak_heap {
   _Atomic int     in_pop;           /* walking central links: segments must stay mapped */
   struct hak_heap* next_all;        /* every heap ever made */
   struct hak_heap* next_free;       /* recycled heaps */
+  void*           quar[HAK_QUAR_N]; /* HAKMEM_SECURE: freed blocks waiting (FIFO) */
+  uint32_t        quar_head, quar_count;
+  size_t          quar_bytes;
   hak_tstats_t    st;               /* plain per-thread counters */
 } hak_heap_t;
 
@@ -218,6 +222,7 @@ HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
 }
 
 hak_heap_t* hak__heap_get(void);     /* the calling thread's heap, made on first use */
+hak_heap_t* hak__heap_current(void); /* the calling thread's heap or NULL; never makes one */
 void        hak__heap_flush(hak_heap_t* h);   /* caches to central lists */
 void        hak__heap_fork_prepare(void);
 void        hak__heap_fork_parent(void);
@@ -288,6 +293,15 @@ void   hak__l25_unlock(void);
 void*  hak__malloc_generic(size_t n);
 void   hak__free_generic(void* p);
 void*  hak__alloc_aligned(size_t align, size_t n);
+void*  hak__alloc_with(hak_heap_t* h, size_t n);               /* layers only, no checks */
+void*  hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n);
+size_t hak__block_size(const void* p);                         /* small or Large, checked */
+void   hak__free_with(hak_heap_t* h, void* p);                 /* small or Large, after checks */
+/* HAKMEM_SECURE (secure.c): every call takes the generic path */
+void*  hak__secure_alloc(hak_heap_t* h, size_t n, size_t align);
+void   hak__secure_free(hak_heap_t* h, void* p);
+size_t hak__secure_usable(const void* p);
+void   hak__secure_flush(hak_heap_t* h);
 __attribute__((noreturn, cold)) void hak__misuse(const char* what, const void* p, int cls);
 __attribute__((noreturn, cold)) void hak__bad_block(const void* p);  /* mark missing at reuse */
 void* hak__bad_block_ret(const void* p);   /* the same, as a tail call: no frame on the fast path */

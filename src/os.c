@@ -124,6 +124,13 @@ void hak__os_thp(void* p, size_t size, int on) {
   errno = e;
 }
 
+//! Makes a range inaccessible: an overflow into it faults at once.
+void hak__os_guard(void* p, size_t size) {
+  int e = errno;
+  mprotect(p, size, PROT_NONE);
+  errno = e;
+}
+
 //! Small segments never want THP: a 2 MiB fault would bloat RSS.
 void hak__os_nohuge(void* p, size_t size) { hak__os_thp(p, size, 0); }
 

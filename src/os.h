@@ -14,6 +14,7 @@ void*  hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed); /*
 int    hak__os_remap_inplace(void* p, size_t old_size, size_t new_size);      /* 0 on success */
 void   hak__os_thp(void* p, size_t size, int on);
 void   hak__os_nohuge(void* p, size_t size);
+void   hak__os_guard(void* p, size_t size);                 /* PROT_NONE: a guard page */
 size_t hak__os_page_size(void);
 size_t hak__os_rss(void);                              /* current RSS in bytes, from /proc */
 void   hak__os_write_err(const char* s, size_t n);
