@@ -104,10 +104,25 @@ void hak__maintenance_run(uint64_t now) {
   hak__huge_trim(0);
 }
 
+static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, unsigned s0);
+
 //! Pops a batch from the central lists, own shard first.
 void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got) {
   hak__maintenance_tick();
   unsigned s0 = h->id % HAK_SHARDS;
+  /* a scavenger holds the class's blocks for a moment: rather than take
+   * fresh pages at once, yield to it a few times and look again */
+  for (int tries = 0; tries < 4; tries++) {
+    void* chain = small_central_pop_once(h, cls, max, got, s0);
+    if (chain || !atomic_load_explicit(&scav_busy[cls], memory_order_relaxed)) return chain;
+    hak__os_yield();
+  }
+  *got = 0;
+  return NULL;
+}
+
+//! One pass over the shards, own shard first.
+static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, unsigned s0) {
   for (unsigned i = 0; i < HAK_SHARDS; i++) {
     hak_freelist_t* fl = &central[cls][(s0 + i) % HAK_SHARDS];
     if (atomic_load_explicit(&fl->count, memory_order_relaxed) <= 0 &&
