@@ -9,6 +9,8 @@
 #                       sanitizer build; default BUILD becomes build-$(SAN)
 #   CENTRAL_MUTEX=1     central freelists under a mutex instead of lock-free
 #                       CAS (the A/B baseline for the seed's phase 6.26)
+#   CHECKS=0            drop the fast paths' misuse checks (only to measure
+#                       their cost; see src/fastpath.h)
 #   FAULT_INJECT=1      compile the OS-mapping fault-injection hook
 #                       (HAKMEM_FAULT_MMAP_NTH); always on in DEBUG/SAN builds
 CC      ?= gcc
@@ -31,6 +33,9 @@ OPT      := -O1
 endif
 ifeq ($(CENTRAL_MUTEX),1)
 OPT      += -DHAK_CENTRAL_MUTEX=1
+endif
+ifeq ($(CHECKS),0)
+OPT      += -DHAK_NO_CHECKS=1
 endif
 ifeq ($(FAULT_INJECT),1)
 OPT      += -DHAK_FAULT_INJECT=1

@@ -13,6 +13,17 @@
 #define HAK_FASTPATH_H
 #include "internal.h"
 
+/* Build switch HAK_NO_CHECKS (make CHECKS=0): drops the misuse checks of
+ * the fast paths (free mark at reuse, interior pointer, immediate double
+ * free), only to measure what they cost; never for use. */
+#ifdef HAK_NO_CHECKS
+#define HAK_CHECK(x) 0
+#define HAK_CHECK_OK(x) 1
+#else
+#define HAK_CHECK(x) (x)
+#define HAK_CHECK_OK(x) (x)
+#endif
+
 HAK_INLINE void* hak__malloc_fast(size_t n) {
   hak_heap_t* h = hak__tls_heap;
   if (hak_likely(n <= HAK_TINY_MAX)) {
@@ -20,7 +31,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     hak_tiny_bin_t* b = &h->tiny[c];
     void** p = b->head;
     if (hak_likely(p != NULL)) {
-      if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
+      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
       void* next = p[0];
       b->head = next;
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */
@@ -36,7 +47,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     if (hak_likely(r->top != 0)) {
       void** p = r->items[--r->top];
       __builtin_prefetch(r->items[(r->top - 1) & (HAK_RING_MAX - 1)]);
-      if (hak_unlikely((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p))) return hak__bad_block_ret(p);
+      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
       p[1] = NULL;
       HAK_CSTAT(h, c, alloc, 1);
       HAK_CSTAT(h, c, req_bytes, n);
@@ -56,11 +67,11 @@ HAK_INLINE void hak__free_fast(void* p) {
     /* a block of our own page or of a carved-out (ownerless) page, not
      * already free, not an interior pointer */
     uintptr_t own = hak__page_owner(pg);
-    if (hak_likely((own == h->token || own == HAK_TOKEN_NONE) && hak__is_block_start(pg, a))) {
+    if (hak_likely((own == h->token || own == HAK_TOKEN_NONE) && HAK_CHECK_OK(hak__is_block_start(pg, a)))) {
       unsigned c = pg->cls;
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
-        if (hak_likely(b->count < b->limit && b->head != p)) {
+        if (hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
           w[0] = (uintptr_t)b->head;
           w[1] = mark;
           b->head = p;
@@ -70,7 +81,7 @@ HAK_INLINE void hak__free_fast(void* p) {
         }
       } else {
         PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-        if (hak_likely(r->top < r->cap && r->items[(r->top - 1) & (HAK_RING_MAX - 1)] != p)) {
+        if (hak_likely(r->top < r->cap && HAK_CHECK_OK(r->items[(r->top - 1) & (HAK_RING_MAX - 1)] != p))) {
           r->items[r->top++] = p;
           w[1] = mark;
           HAK_CSTAT(h, c, free, 1);
