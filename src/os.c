@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <time.h>
 #include <string.h>
+#include <stdlib.h>
 
 _Atomic int64_t hak__os_mapped, hak__os_mapped_peak;
 
@@ -97,9 +98,21 @@ void hak__os_decommit(void* p, size_t size) {
   errno = e;
 }
 
+//! Under valgrind, memcheck loses track of pages moved by mremap onto a
+//! reserved range (it reports reads of them as invalid): callers copy instead.
+static int os_under_valgrind(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char* pre = getenv("LD_PRELOAD");
+    v = pre && strstr(pre, "vgpreload") != NULL;
+  }
+  return v;
+}
+
 //! mremap, optionally to a fixed (already reserved) address.
 void* hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed) {
   if (os_fault_now()) { errno = ENOMEM; return NULL; }
+  if (fixed && os_under_valgrind()) { errno = EAGAIN; return NULL; }   /* not ENOMEM: callers copy */
   void* q = fixed ? mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, fixed)
                   : mremap(p, old_size, new_size, MREMAP_MAYMOVE);
   if (q == MAP_FAILED) { errno = ENOMEM; return NULL; }
