@@ -216,7 +216,9 @@ void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
 //! alloc_tls_page_batch: takes up to `batch` fresh pages into empty slots
 //! (seed phase 6.25).  Over CAP it takes one page at a time (soft CAP).
 static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
-  if (hak__small_pages_in_use(cls) >= (uint64_t)hak__policy_cap(cls) + (uint64_t)batch) batch = 1;
+  uint64_t in_use = hak__small_pages_in_use(cls), cap = hak__policy_cap(cls);
+  if (in_use >= cap) batch = 1;                                  /* soft CAP: one at a time */
+  else if (in_use + (uint64_t)batch > cap) batch = (int)(cap - in_use);
   int got = 0;
   for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
     PoolTLSPage* s = &h->pages[cls][i];

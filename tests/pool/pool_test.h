@@ -1,0 +1,106 @@
+/* Shared helpers of the Mid Pool tests (header-only).
+ *
+ * The tests link libhakmem.a statically, so they reach the internal hak__*
+ * layer (heap, rings, central lists, per-class counters) to check what the
+ * public API cannot show.  Allocation goes through rel_alloc.h's A_* macros:
+ * malloc in the normal build, hak_* under -DHAK_NO_OVERRIDE=1 (ASan/TSan). */
+#ifndef POOL_TEST_H
+#define POOL_TEST_H
+
+#include "hk_test.h"
+#include "../stress/rel_alloc.h"
+#include "internal.h"
+#include "policy.h"
+#include <sys/mman.h>
+
+/* The tests read allocator state (rings, counters) around malloc calls, but
+ * GCC treats the builtin malloc/free as touching no other memory and would
+ * keep such reads in registers across them (and may elide pairs): in the
+ * override build, route them through compiler barriers. */
+#if !defined(HAK_NO_OVERRIDE) && !defined(REL_GLIBC)
+static inline void* pt_malloc(size_t n) {
+  void* p = malloc(n);
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return p;
+}
+static inline void* pt_memalign(size_t a, size_t n) {
+  void* p = memalign(a, n);
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return p;
+}
+static inline void pt_free(void* p) {
+  __asm__ volatile("" : : "r"(p) : "memory");
+  free(p);
+  __asm__ volatile("" : : : "memory");
+}
+#undef A_MALLOC
+#undef A_FREE
+#undef A_MEMALIGN
+#define A_MALLOC(n) pt_malloc(n)
+#define A_FREE(p) pt_free(p)
+#define A_MEMALIGN(a, n) pt_memalign(a, n)
+#endif
+
+#define MID_MIN ((size_t)HAK_TINY_MAX + 1)
+#define MID_C0  HAK_TINY_CLASSES                 /* first Mid class index */
+
+static inline unsigned pt_cls(size_t n) { return hak__mid_class_of[(n + 255) >> 8]; }
+static inline size_t pt_csize(unsigned c) { return hak__class_size[c]; }
+
+/* Keeps the compiler from eliding a malloc/free pair (builtins here). */
+static inline void pt_escape(void* p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+
+/* The calling thread's heap, made on first use (a Mid alloc/free pair). */
+static inline hak_heap_t* pt_heap(void) {
+  if (hak__tls_heap == &hak__empty_heap) {
+    void* p = A_MALLOC(2000);
+    pt_escape(p);
+    A_FREE(p);
+  }
+  CHECK(hak__tls_heap != &hak__empty_heap, "no heap after an allocation");
+  return hak__tls_heap;
+}
+static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return &h->mid[c - MID_C0]; }
+
+/* This thread's own counters (plain per-thread fields). */
+#define PT_CSTAT(h, name, cls) __atomic_load_n(&(h)->st.c[HAK_CS_##name][cls], __ATOMIC_RELAXED)
+#define PT_TSTAT(h, name)    __atomic_load_n(&(h)->st.t[HAK_TS_##name], __ATOMIC_RELAXED)
+
+/* Every thread's counters, merged (too big for small thread stacks: static). */
+static inline const hak_tstats_t* pt_stats_all(void) {
+  static hak_tstats_t t;
+  hak__stats_sum(&t);
+  return &t;
+}
+
+static inline hak_layer_stats_t pt_mid_layer(void) {
+  hak_stats_t s;
+  memset(&s, 0, sizeof s);
+  hak_stats_get(&s);
+  return s.layer[HAK_LAYER_MID];
+}
+
+/* Fills rings of class c: allocates k blocks and frees them again. */
+static inline void pt_fill_ring(unsigned c, unsigned k) {
+  void* tmp[HAK_RING_MAX];
+  if (k > HAK_RING_MAX) k = HAK_RING_MAX;
+  for (unsigned i = 0; i < k; i++) {
+    tmp[i] = A_MALLOC(pt_csize(c));
+    CHECK(tmp[i], "malloc(%zu) failed", pt_csize(c));
+    pt_escape(tmp[i]);
+  }
+  for (unsigned i = k; i > 0; i--) A_FREE(tmp[i - 1]);
+}
+
+static inline int pt_cmp_ptr(const void* a, const void* b) {
+  uintptr_t x = *(const uintptr_t*)a, y = *(const uintptr_t*)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Anonymous memory for test bookkeeping: never from the allocator under test. */
+static inline void* pt_map(size_t n) {
+  void* p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(p != MAP_FAILED, "mmap of %zu bytes failed", n);
+  return p;
+}
+#endif

@@ -1,0 +1,140 @@
+/* Refill batching (seed phase 6.25, test_pool_refill_batch).  For
+ * HAKMEM_POOL_REFILL_BATCH = 1, 2, 4 (each in a re-executed child, since
+ * options are read once at start):
+ *  - under CAP every refill takes `batch` fresh pages (refill_pages/refill
+ *    = batch), well over CAP one page at a time (soft CAP, HAKMEM_CAP_MID
+ *    set small);
+ *  - a refill fills the ring, and the allocations that follow are served
+ *    from it; frees fill it up to its capacity;
+ *  - wholly free pages beyond CAP go back to the OS. */
+#define _GNU_SOURCE
+#include "pool_test.h"
+
+#define CAP 6
+
+//! Allocates 8 KiB blocks without freeing and watches each refill.
+static void check_batches(int batch) {
+  hak_heap_t* h = pt_heap();
+  unsigned c = pt_cls(8192);
+  CHECK(hak__policy_cap(c) == CAP, "CAP of class 8192 is %u, expected %d", hak__policy_cap(c), CAP);
+  unsigned bpp = (unsigned)(HAK_PAGE_SIZE / 8192);
+  unsigned n = (CAP + 4 * batch + 8) * bpp;
+  void** p = pt_map(n * sizeof(void*));
+  unsigned under = 0, over = 0, between = 0, between_single = 0;
+  uint64_t max_batched_in_use = 0;
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t in0 = hak__small_pages_in_use(c);
+    uint64_t r0 = PT_CSTAT(h, refill, c), pg0 = PT_CSTAT(h, refill_pages, c);
+    p[i] = A_MALLOC(8192);
+    CHECK(p[i] && A_USABLE(p[i]) == 8192, "malloc(8192) failed or borrowed");
+    uint64_t dr = PT_CSTAT(h, refill, c) - r0, dp = PT_CSTAT(h, refill_pages, c) - pg0;
+    uint64_t in1 = hak__small_pages_in_use(c);
+    if (!dr) {
+      CHECK(in1 == in0 && dp == 0, "pages in use %llu -> %llu without a refill", (unsigned long long)in0,
+            (unsigned long long)in1);
+      continue;
+    }
+    CHECK(dr == 1 && in1 - in0 == dp, "one malloc: %llu refills, %llu pages counted, %llu taken",
+          (unsigned long long)dr, (unsigned long long)dp, (unsigned long long)(in1 - in0));
+    if (in0 + (uint64_t)batch <= CAP) {
+      CHECK(dp == (uint64_t)batch, "under CAP (%llu in use, CAP %d) a refill took %llu pages, batch %d",
+            (unsigned long long)in0, CAP, (unsigned long long)dp, batch);
+      under++;
+    } else if (in0 >= (uint64_t)CAP + (uint64_t)batch) {
+      CHECK(dp == 1, "over CAP (%llu in use, CAP %d) a refill took %llu pages", (unsigned long long)in0, CAP,
+            (unsigned long long)dp);
+      over++;
+    } else {
+      between++;
+      between_single += dp == 1;
+    }
+    if (dp > 1 && in1 > max_batched_in_use) max_batched_in_use = in1;
+  }
+  printf("batch %d: refills under CAP %u (x%d pages), near CAP %u (%u single), over CAP %u (x1); "
+         "batched refills reached %llu pages (CAP %d)\n",
+         batch, under, batch, between, between_single, over, (unsigned long long)max_batched_in_use, CAP);
+  CHECK(under >= 1 && over >= 4, "the run did not cover both sides of CAP: %u under, %u over", under, over);
+
+  /* the pages beyond CAP, once wholly free, go back */
+  for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
+  munmap(p, n * sizeof(void*));
+  hak__heap_flush(h);
+  uint64_t before = hak__small_pages_in_use(c);
+  hak__small_scavenge(c, CAP, 0);
+  uint64_t after = hak__small_pages_in_use(c);
+  printf("batch %d: pages in use %llu after freeing all, %llu after the scavenge (CAP %d)\n", batch,
+         (unsigned long long)before, (unsigned long long)after, CAP);
+  CHECK(after <= CAP + HAK_TLS_PAGES, "%llu pages still in use after a scavenge to CAP %d",
+        (unsigned long long)after, CAP);
+  CHECK(after < before, "no page went back");
+}
+
+//! The ring: a refill carves half a ring (or what the page has left) and
+//! the next allocations pop it; frees fill it to its capacity, and a
+//! ring's worth of allocations is then served without any refill.
+static void check_ring(void) {
+  hak_heap_t* h = pt_heap();
+  unsigned c = pt_cls(2048);
+  PoolTLSRing* r = &pt_bin(h, c)->ring;
+  hak__heap_flush(h);
+  unsigned n = 400, from_ring = 0, slow = 0;
+  void** p = pt_map(n * sizeof(void*));
+  for (unsigned i = 0; i < n; i++) {
+    uint32_t t0 = r->top;
+    p[i] = A_MALLOC(2048);
+    CHECK(p[i], "malloc failed");
+    if (t0) {
+      CHECK(r->top == t0 - 1, "ring top %u -> %u on a ring pop", t0, r->top);
+      from_ring++;
+    } else {
+      CHECK(r->top >= 1, "a refill left the ring empty (top %u after the pop)", r->top);
+      slow++;
+    }
+  }
+  printf("ring: %u of %u allocations served from the ring (%u refills of the ring, cap %u)\n", from_ring, n, slow,
+         r->cap);
+  /* a refill carves cap/2 blocks, or the rest of a page (32 per page) */
+  CHECK(from_ring * 2 >= n, "only %u of %u allocations came from the ring", from_ring, n);
+  for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
+  CHECK(r->top == r->cap, "ring holds %u after %u frees, capacity %u", r->top, n, r->cap);
+  uint64_t ref0 = PT_CSTAT(h, refill, c), pop0 = PT_CSTAT(h, central_pop, c);
+  uint32_t k = r->cap;
+  for (unsigned i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(2048)), "malloc failed");
+  CHECK(r->top == 0 && PT_CSTAT(h, refill, c) == ref0 && PT_CSTAT(h, central_pop, c) == pop0,
+        "a full ring did not serve %u allocations alone (top %u)", k, r->top);
+  for (unsigned i = 0; i < k; i++) A_FREE(p[i]);
+  munmap(p, n * sizeof(void*));
+}
+
+static int child(void) {
+  int batch = hak__opt.pool_refill_batch;
+  const char* e = getenv("HAKMEM_POOL_REFILL_BATCH");
+  CHECK(e && atoi(e) == batch, "HAKMEM_POOL_REFILL_BATCH=%s but the option is %d", e ? e : "(unset)", batch);
+  check_batches(batch);
+  check_ring();
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "child") == 0) {
+    hk_begin("test_pool_refill_batch:child", 60);
+    return child();
+  }
+  hk_begin("test_pool_refill_batch", 120);
+  printf("test_pool_refill_batch (%s)\n", REL_API_NAME);
+  static const char* const b[] = {"1", "2", "4"};
+  for (int i = 0; i < 3; i++) {
+    char eb[64], ec[64];
+    snprintf(eb, sizeof eb, "HAKMEM_POOL_REFILL_BATCH=%s", b[i]);
+    snprintf(ec, sizeof ec, "HAKMEM_CAP_MID=%d", CAP);
+    /* no background scavenger: the test's own scavenge must not find the class busy */
+    const char* env[] = {eb, ec, "HAKMEM_BG=0", "HAKMEM_LEARN=0", NULL};
+    static hk_child_t ch;
+    hk_exec_self("child", env, 0, &ch);
+    fputs(ch.out, stdout);
+    CHECK(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0, "child %s: %s\n%s", eb, hk_status_str(ch.status),
+          ch.err);
+  }
+  printf("test_pool_refill_batch: ok\n");
+  return 0;
+}
