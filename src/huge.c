@@ -105,33 +105,20 @@ static size_t bc_unmap_all(bc_entry_t* v, int k) {
   return bytes;
 }
 
-//! Takes a cached mapping of at least need bytes and not much more.
-static void* bc_take(size_t need, size_t* map_size) {
+//! Takes a cached mapping: with larger=1 the best fit of at least need
+//! bytes and not much more (a much larger one would keep its resident
+//! tail; splitting it measured slower); with larger=0 the largest one
+//! smaller than need, to grow with mremap.
+static void* bc_take(size_t need, size_t* map_size, int larger) {
   if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return NULL;
   pthread_mutex_lock(&bc_lock);
   int best = -1;
-  for (int i = 0; i < bc_n; i++)
-    if (bc[i].map_size >= need && bc[i].map_size - need <= need / 2 + (2u << 20) &&
-        (best < 0 || bc[i].map_size < bc[best].map_size))
+  for (int i = 0; i < bc_n; i++) {
+    size_t m = bc[i].map_size;
+    if (larger ? m >= need && m - need <= need / 2 + (2u << 20) && (best < 0 || m < bc[best].map_size)
+               : m < need && (best < 0 || m > bc[best].map_size))
       best = i;
-  void* base = NULL;
-  if (best >= 0) {
-    base = bc[best].base;
-    *map_size = bc[best].map_size;
-    atomic_fetch_sub(&bc_bytes, bc[best].map_size);
-    bc[best] = bc[--bc_n];
   }
-  pthread_mutex_unlock(&bc_lock);
-  return base;
-}
-
-//! Takes the largest cached mapping smaller than need, to be grown.
-static void* bc_take_smaller(size_t need, size_t* map_size) {
-  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return NULL;
-  pthread_mutex_lock(&bc_lock);
-  int best = -1;
-  for (int i = 0; i < bc_n; i++)
-    if (bc[i].map_size < need && (best < 0 || bc[i].map_size > bc[best].map_size)) best = i;
   void* base = NULL;
   if (best >= 0) {
     base = bc[best].base;
@@ -148,7 +135,7 @@ static void* bc_take_smaller(size_t need, size_t* map_size) {
 //! gets how many leading bytes hold old contents.
 static void* huge_map_grown(size_t need, size_t* reused) {
   size_t old_size;
-  void* old = bc_take_smaller(need, &old_size);
+  void* old = bc_take(need, &old_size, 0);
   if (!old) return NULL;
   __atomic_store_n(&hak__segmap[(uintptr_t)old >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_RELEASE);
   void* dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
@@ -174,7 +161,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (need < size || need > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   size_t map_size = need;
   int cache = !far && !guard;
-  void* base = cache ? bc_take(need, &map_size) : NULL;
+  void* base = cache ? bc_take(need, &map_size, 1) : NULL;
   size_t dirty = base ? map_size : 0;          /* leading bytes with old contents */
   if (!base && cache && (base = huge_map_grown(need, &dirty))) map_size = need;
   int fresh = base == NULL;
