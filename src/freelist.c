@@ -29,7 +29,7 @@ void hak__freelist_init(hak_freelist_t* fl) {
 //! Counts a CAS and its failures; after a few failures in a row, yields.
 HAK_INLINE void fl_retry(hak_heap_t* h, int* fails) {
   if (h) HAK_TSTAT(h, cas_retry, 1);
-  if (++*fails >= FL_BACKOFF_AFTER) hak__os_yield();
+  if (++*fails >= FL_BACKOFF_AFTER) { unsigned n = (unsigned)(*fails - FL_BACKOFF_AFTER); hak__os_backoff(&n); }
 }
 
 //! Reads a link of a block that another thread may own by now.

@@ -178,8 +178,10 @@ void hak__heap_fork_child(void) {
   pthread_mutex_init(&heap_lock, NULL);
   pthread_mutex_init(&heap_global_lock, NULL);
   hak_heap_t* me = hak__tls_heap;
+  atomic_store(&hak__anon_pops, 0);
   for (hak_heap_t* h = heap_all; h; h = h->next_all) {
     if (h == me) continue;
+    atomic_store(&h->in_pop, 0);      /* its thread was mid-pop in the parent: none exists here */
     int was_free = 0;
     for (hak_heap_t* f = heap_free; f; f = f->next_free) if (f == h) { was_free = 1; break; }
     if (!was_free && h != heap_global) heap_renew_token(h);

@@ -41,7 +41,8 @@ void hak__init(void) {
   if (atomic_load_explicit(&hak__init_state, memory_order_acquire) == 2 || init_running) return;
   int expect = 0;
   if (!atomic_compare_exchange_strong(&hak__init_state, &expect, 1)) {
-    while (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__os_yield();
+    unsigned n = 0;
+    while (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__os_backoff(&n);
     return;
   }
   init_running = 1;

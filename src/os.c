@@ -189,3 +189,12 @@ uint64_t hak__os_now_ns(void) {
 }
 
 void hak__os_yield(void) { sched_yield(); }
+
+void hak__os_backoff(unsigned* n) {
+  unsigned k = (*n)++;
+  if (k < 16) { sched_yield(); return; }
+  k -= 16;
+  long ns = 1000L << (k < 10 ? k : 10);
+  struct timespec ts = {0, ns};
+  nanosleep(&ts, NULL);
+}

@@ -20,6 +20,9 @@ size_t hak__os_rss(void);                              /* current RSS in bytes, 
 void   hak__os_write_err(const char* s, size_t n);
 uint64_t hak__os_now_ns(void);
 void   hak__os_yield(void);
+/* waiting for another thread: yield a few times, then sleep (1 us, growing
+ * to 1 ms), so a waiter never burns the core its target needs */
+void   hak__os_backoff(unsigned* n);
 
 /* bytes of address space hakmem holds from the OS, and its peak */
 extern _Atomic int64_t hak__os_mapped, hak__os_mapped_peak;

@@ -35,7 +35,8 @@ void* hak__segment_alloc(int kind) {
 
 static void heap_wait_pop(hak_heap_t* h, void* arg) {
   (void)arg;
-  while (atomic_load(&h->in_pop)) hak__os_yield();
+  unsigned n = 0;
+  while (atomic_load(&h->in_pop)) hak__os_backoff(&n);
 }
 
 //! Waits until every central-list walk that began before now has ended.
@@ -43,7 +44,8 @@ static void heap_wait_pop(hak_heap_t* h, void* arg) {
 void hak__grace_wait(void) {
   atomic_thread_fence(memory_order_seq_cst);
   hak__heap_each(heap_wait_pop, NULL);
-  while (atomic_load(&hak__anon_pops)) hak__os_yield();
+  unsigned n = 0;
+  while (atomic_load(&hak__anon_pops)) hak__os_backoff(&n);
 }
 
 //! Unregisters and unmaps a segment nobody can reach any more.

@@ -112,10 +112,10 @@ void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t
   unsigned s0 = h->id % HAK_SHARDS;
   /* a scavenger holds the class's blocks for a moment: rather than take
    * fresh pages at once, yield to it a few times and look again */
-  for (int tries = 0; tries < 4; tries++) {
+  for (unsigned tries = 0; tries < 4;) {
     void* chain = small_central_pop_once(h, cls, max, got, s0);
     if (chain || !atomic_load_explicit(&scav_busy[cls], memory_order_relaxed)) return chain;
-    hak__os_yield();
+    hak__os_backoff(&tries);
   }
   *got = 0;
   return NULL;
@@ -269,10 +269,11 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
 //! this class it returns at once, except when forced (trim, out of memory).
 void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   int expect = 0;
+  unsigned waits = 0;
   while (!atomic_compare_exchange_strong(&scav_busy[cls], &expect, 1)) {
     if (!force) return;
     expect = 0;
-    hak__os_yield();    /* trim and out-of-memory: the other scavenge will not be long */
+    hak__os_backoff(&waits);    /* trim and out-of-memory: the other scavenge will not be long */
   }
   void* all = NULL;
   uint32_t total = 0;
