@@ -32,6 +32,17 @@ static uintptr_t* sec_trailer_of(const void* p, size_t* bs) {
   return (uintptr_t*)((char*)p + *bs - 8);
 }
 
+//! 1 if bytes [from, to) of p all equal c (a word at a time where aligned).
+static int sec_all(const void* p, size_t from, size_t to, unsigned char c) {
+  const unsigned char* b = p;
+  uint64_t w = 0x0101010101010101ull * c;
+  size_t i = from;
+  for (; i < to && (i & 7); i++) if (b[i] != c) return 0;
+  for (; i + 8 <= to; i += 8) if (*(const uint64_t*)(b + i) != w) return 0;
+  for (; i < to; i++) if (b[i] != c) return 0;
+  return 1;
+}
+
 //! The stats class of a small or Large block, for messages.
 static int sec_cls(const void* p) {
   if (hak__seg_kind((uintptr_t)p) == HAK_SEG_SMALL) return hak__page_of((uintptr_t)p)->cls;
@@ -48,9 +59,7 @@ static size_t sec_check(const void* p) {
   uintptr_t* t = sec_trailer_of(p, &bs);
   size_t n = (size_t)(*t ^ sec_trailer(p, 0));
   if (n > bs - 8) hak__misuse("heap overflow (block trailer overwritten)", p, sec_cls(p));
-  const unsigned char* s = (const unsigned char*)p + n;
-  for (size_t i = 0; i < bs - 8 - n; i++)
-    if (s[i] != SEC_SLACK) hak__misuse("heap overflow (past the requested size)", p, sec_cls(p));
+  if (!sec_all(p, n, bs - 8, SEC_SLACK)) hak__misuse("heap overflow (past the requested size)", p, sec_cls(p));
   return n;
 }
 
@@ -59,10 +68,8 @@ static void sec_check_poison(void* p, size_t max) {
   size_t bs = hak__block_size(p);
   size_t lim = bs < SEC_POISON_MAX ? bs : SEC_POISON_MAX;
   if (lim > max) lim = max;
-  const unsigned char* b = p;
   if ((((uintptr_t*)p)[1]) != (hak__cookie ^ (uintptr_t)p)) hak__misuse("write after free", p, sec_cls(p));
-  for (size_t i = 16; i < lim; i++)
-    if (b[i] != SEC_POISON) hak__misuse("write after free", p, sec_cls(p));
+  if (!sec_all(p, 16, lim, SEC_POISON)) hak__misuse("write after free", p, sec_cls(p));
 }
 
 //! Leaves the quarantine: the poison must be intact, then the real free.
