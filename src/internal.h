@@ -244,6 +244,7 @@ void  hak__small_page_retire(hak_heap_t* h, unsigned cls);
 size_t hak__small_trim(void);
 uint64_t hak__small_pages_in_use(unsigned cls);
 uint64_t hak__small_cached_blocks(unsigned cls);
+uint64_t hak__small_pages_released(void);     /* pages given back by scavenges, ever */
 
 void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req);
 void  hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p);

@@ -350,6 +350,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
 
 static _Atomic uint64_t small_pages_released;
 void hak__small_released_add(uint32_t n) { atomic_fetch_add_explicit(&small_pages_released, n, memory_order_relaxed); }
+uint64_t hak__small_pages_released(void) { return atomic_load_explicit(&small_pages_released, memory_order_relaxed); }
 
 //! Releases every wholly free page of every class; returns bytes released.
 size_t hak__small_trim(void) {

@@ -136,6 +136,7 @@ HAK_API void hak_stats_print(FILE* f) {
           s.bytes_mapped / 1048576.0, s.bytes_mapped_peak / 1048576.0);
   fprintf(f, "counters:");
   for (int k = 0; k < HAK_TS_COUNT; k++) fprintf(f, " %s=%llu", thread_stat_names[k], (unsigned long long)t->t[k]);
+  fprintf(f, " pages_released=%llu", (unsigned long long)hak__small_pages_released());
   fprintf(f, "\nper class (size: allocs frees remote misses refills pages borrow central_pop central_push):\n");
   for (int c = 0; c < HAK_STAT_CLASSES; c++) {
     uint64_t v[HAK_CS_COUNT];

@@ -12,7 +12,7 @@
 
 /* per thread, not per class */
 #define HAK_THREAD_STATS(X) \
-  X(cas_ops) X(cas_retry) X(drains) X(drained_blocks) X(scavenges) X(pages_released) \
+  X(cas_ops) X(cas_retry) X(drains) X(drained_blocks) X(scavenges) \
   X(huge_cache_hit) X(huge_remap) X(large_decommit)
 
 enum {
