@@ -135,7 +135,7 @@ test-real: lib
 # earlier one failed; the closing line counts the parts.
 test-reliability:
 	@pass=0; fail=0; failed=""; t00=$$(date +%s); \
-	for t in test-asan test-tsan test-ubsan test-valgrind "stress THREADS=16 DURATION=20" "fuzz FUZZ_SECONDS=45" test-real; do \
+	for t in test-asan test-tsan test-ubsan test-valgrind "stress THREADS=16 DURATION=20" "fuzz FUZZ_SECONDS=60" test-real; do \
 	  t0=$$(date +%s); echo "=== reliability: make $$t"; \
 	  if $(MAKE) --no-print-directory $$t; then pass=$$((pass+1)); echo "=== reliability: PASS $$t ($$(($$(date +%s)-t0))s)"; \
 	  else fail=$$((fail+1)); failed="$$failed [$$t]"; echo "=== reliability: FAIL $$t ($$(($$(date +%s)-t0))s)"; fi; \
