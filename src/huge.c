@@ -31,7 +31,6 @@ static pthread_mutex_t bc_lock = PTHREAD_MUTEX_INITIALIZER;
 static bc_entry_t bc[BC_SLOTS];
 static int bc_n;
 static _Atomic size_t bc_bytes;
-static _Atomic uint64_t bc_last_decay;
 
 void hak__huge_lock(void) { pthread_mutex_lock(&bc_lock); }
 void hak__huge_unlock(void) { pthread_mutex_unlock(&bc_lock); }
@@ -282,14 +281,4 @@ size_t hak__huge_trim(int all) {
   int k = bc_evict_locked(0, hak__os_now_ns(), all, victims);
   pthread_mutex_unlock(&bc_lock);
   return bc_unmap_all(victims, k);
-}
-
-//! Cheap periodic check from other slow paths: decay idle huge mappings.
-void hak__huge_tick(void) {
-  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return;
-  uint64_t now = hak__os_now_ns();
-  uint64_t last = atomic_load_explicit(&bc_last_decay, memory_order_relaxed);
-  if (now - last < 100000000ull) return;       /* at most every 100 ms */
-  if (!atomic_compare_exchange_strong(&bc_last_decay, &last, now)) return;
-  hak__huge_trim(0);
 }

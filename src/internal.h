@@ -125,7 +125,6 @@ void        hak__page_release(hak_page_t* pg);            /* wholly free: back t
 void        hak__page_init_class(hak_page_t* pg, unsigned cls);
 void        hak__segment_fork_child(void);
 size_t      hak__segment_trim(void);                      /* unmaps empty small segments */
-void        hak__segment_unmap(void* seg);                /* after a grace period */
 void        hak__grace_wait(void);                        /* no pop reads freed memory after this */
 extern _Atomic int hak__anon_pops;                        /* pops by no heap, in progress */
 void        hak__segment_lock(void);
@@ -235,8 +234,6 @@ void        hak__global_heap_unlock(void);
 extern _Atomic uint64_t hak__threads_started, hak__threads_exited;
 
 /* ---- layers --------------------------------------------------------------- */
-/* shared by tiny and pool: refill chain for a small class */
-void* hak__small_refill(hak_heap_t* h, unsigned cls, uint32_t want, uint32_t* got);
 void  hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n);
 void  hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p);
 void  hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
@@ -275,7 +272,6 @@ size_t hak__huge_trim(int all);
 void   hak__huge_lock(void);
 void   hak__huge_unlock(void);
 void   hak__huge_fork_child(void);
-void   hak__huge_tick(void);
 void   hak__maintenance_tick(void);
 void   hak__l25_decay(uint64_t now_ns);
 void   hak__maintenance_run(uint64_t now_ns);

@@ -48,13 +48,6 @@ void hak__grace_wait(void) {
   while (atomic_load(&hak__anon_pops)) hak__os_backoff(&n);
 }
 
-//! Unregisters and unmaps a segment nobody can reach any more.
-void hak__segment_unmap(void* seg) {
-  __atomic_store_n(&hak__segmap[(uintptr_t)seg >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_SEQ_CST);
-  hak__grace_wait();
-  hak__os_unmap(seg, HAK_SEG_SIZE);
-}
-
 //! Maps a new small segment; all its pages start free (seg_lock held).
 static hak_segment_t* segment_grow_locked(void) {
   pthread_mutex_unlock(&seg_lock);      /* mapping may trim, which takes the lock */

@@ -111,8 +111,9 @@ void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t
   hak__maintenance_tick();
   unsigned s0 = h->id % HAK_SHARDS;
   /* a scavenger holds the class's blocks for a moment: rather than take
-   * fresh pages at once, yield to it a few times and look again */
-  for (unsigned tries = 0; tries < 4;) {
+   * fresh pages at once, back off (yields, then short sleeps; about 40 ms
+   * at most) while it works, and look again */
+  for (unsigned tries = 0; tries < 40;) {
     void* chain = small_central_pop_once(h, cls, max, got, s0);
     if (chain || !atomic_load_explicit(&scav_busy[cls], memory_order_relaxed)) return chain;
     hak__os_backoff(&tries);

@@ -7,11 +7,6 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-const char* const hak__class_stat_names[HAK_CS_COUNT] = {
-#define X(n) #n,
-  HAK_CLASS_STATS(X)
-#undef X
-};
 static const char* const thread_stat_names[HAK_TS_COUNT] = {
 #define X(n) #n,
   HAK_THREAD_STATS(X)

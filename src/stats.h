@@ -64,5 +64,4 @@ void hak__stats_init(void);
 void hak__stats_fork_child(void);
 /* per-layer gauges kept by the slow paths */
 void hak__layer_mapped_add(int layer, int64_t bytes);
-extern const char* const hak__class_stat_names[HAK_CS_COUNT];
 #endif
