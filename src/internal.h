@@ -75,7 +75,6 @@ typedef struct hak_page {
   uint32_t div_lim;
   uint8_t  div_shift;
   uint8_t  _pad[3];
-  uint32_t span;               /* capacity * block_size */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -123,6 +122,8 @@ void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, reg
 hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
 void        hak__page_init_class(hak_page_t* pg, unsigned cls);
+/* exact division by d = m * 2^k: *mul = inverse of m mod 2^32, *shift = k */
+void        hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift);
 void        hak__segment_fork_child(void);
 size_t      hak__segment_trim(void);                      /* unmaps empty small segments */
 void        hak__grace_wait(void);                        /* no pop reads freed memory after this */

@@ -102,9 +102,8 @@ static void* l25_carve(unsigned cls) {
       spare->cls = (uint8_t)cls;
       spare->block_size = d;
       spare->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST) / d);
-      uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
-      for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
-      spare->div_mul = inv; spare->div_shift = (uint8_t)k; spare->div_lim = (uint32_t)spare->nblocks - 1;
+      hak__div_magic(d, &spare->div_mul, &spare->div_shift);
+      spare->div_lim = (uint32_t)spare->nblocks - 1;
       l25_cur[cls] = spare;
       l25_next[cls] = 0;
       spare = NULL;

@@ -63,19 +63,23 @@ static hak_segment_t* segment_grow_locked(void) {
   seg_avail = s;
   return s;
 }
+//! The exact-division check's constants for block size d (see
+//! hak__is_block_start): Newton's iteration for the inverse of the odd part.
+void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {
+  uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k, inv = m;
+  for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
+  *mul = inv;
+  *shift = (uint8_t)k;
+}
+
 //! Sets a page's block geometry and its exact-division check.
 void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   uint32_t d = hak__class_size[cls];
   pg->block_size = d;
   pg->cls = (uint16_t)cls;
   pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
-  pg->span = pg->capacity * d;
   pg->scav_gen = 0;
-  uint32_t k = (uint32_t)__builtin_ctz(d), m = d >> k;
-  uint32_t inv = m;                          /* Newton: inverse of odd m mod 2^32 */
-  for (int i = 0; i < 5; i++) inv *= 2 - m * inv;
-  pg->div_mul = inv;
-  pg->div_shift = (uint8_t)k;
+  hak__div_magic(d, &pg->div_mul, &pg->div_shift);
   pg->div_lim = pg->capacity - 1;
 }
 

@@ -277,7 +277,6 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     hak__os_backoff(&waits);    /* trim and out-of-memory: the other scavenge will not be long */
   }
   void* all = NULL;
-  uint32_t total = 0;
   for (unsigned s = 0; s < HAK_SHARDS; s++) {
     uint32_t n;
     void* chain = hak__freelist_take_all(&central[cls][s], &n);
@@ -286,7 +285,6 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     while (*(void**)last) last = *(void**)last;
     *(void**)last = all;
     all = chain;
-    total += n;
   }
   uint32_t gen = ++scav_gen[cls];
   if (gen == 0) gen = ++scav_gen[cls];
@@ -346,7 +344,6 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   }
   hak__small_released_add(released);
   atomic_store(&scav_busy[cls], 0);
-  (void)total;
 }
 
 static _Atomic uint64_t small_pages_released;
