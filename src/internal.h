@@ -175,6 +175,7 @@ typedef struct PoolTLSBin {         /* ring, then a LIFO overflow list */
   void*    lo_tail;
   uint32_t lo_count;
   uint32_t lo_limit;
+  uint32_t borrow_run;               /* W_MAX borrows since the last refill */
 } PoolTLSBin;
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */

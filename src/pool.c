@@ -4,8 +4,9 @@
  * lock-free central lists, a remote inbox per owner, refill batching.
  *
  * Refill order when the ring is empty: the overflow list, the remote
- * inbox, a W_MAX borrow from a larger class's ring, a central batch, and
- * last the active pages (taking HAKMEM_POOL_REFILL_BATCH fresh pages). */
+ * inbox, a central batch, the active pages; only then, instead of a fresh
+ * page, a W_MAX borrow from a larger class's ring; last, fresh pages
+ * (HAKMEM_POOL_REFILL_BATCH at a time). */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
@@ -59,37 +60,56 @@ static void* pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
   return NULL;
 }
 
+//! Pushes a carved run onto the ring, in reverse so it pops in address order.
+static void pool_ring_from_run(PoolTLSRing* r, uintptr_t run, uint32_t n, uint32_t bs) {
+  for (uint32_t i = n; i > 0; i--) {
+    void* q = (void*)(run + (uintptr_t)(i - 1) * bs);
+    hak__mark_free(q);
+    r->items[r->top++] = q;
+  }
+}
+
+//! Refills an empty ring from what the class already has, cheapest first:
+//! the overflow list, the remote inbox, a central batch, the active pages.
+//! Takes no fresh page.  Returns 0 if all of them were empty.
+static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
+  PoolTLSRing* r = &b->ring;
+  uint32_t n, want = r->cap / 2 ? r->cap / 2 : 1;
+  if (b->lo_head) { pool_ring_from_lo(b); return 1; }
+  void* chain = hak__drain_remote_lockfree(h, cls, &n);
+  if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
+  if (chain) { pool_fill_ring(b, chain); return 1; }
+  uintptr_t run = hak__small_carve(h, cls, want, &n, 0);
+  if (!run) return 0;
+  pool_ring_from_run(r, run, n, hak__class_size[cls]);
+  return 1;
+}
+
+/* A class that keeps borrowing refills after this many borrows in a row:
+ * borrowing only trades waste for a fresh page, and a class whose own
+ * cache stays empty would otherwise take the slow path on every request. */
+#define POOL_BORROW_RUN 8
+
 void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   PoolTLSBin* b = &h->mid[cls - HAK_TINY_CLASSES];
   PoolTLSRing* r = &b->ring;
-  if (!r->top) {
-    uint32_t n;
-    if (b->lo_head) {
-      pool_ring_from_lo(b);
-    } else {
-      void* chain = hak__drain_remote_lockfree(h, cls, &n);
-      if (chain) {
-        pool_fill_ring(b, chain);
-      } else {
-        void* p = borrow ? pool_borrow(h, cls, req) : NULL;
-        if (p) return p;
-        chain = hak__small_central_pop(h, cls, r->cap / 2, &n);
-        if (chain) {
-          pool_fill_ring(b, chain);
-        } else {
-          uintptr_t run = hak__small_carve(h, cls, r->cap / 2 ? r->cap / 2 : 1, &n);
-          uint32_t bs = hak__class_size[cls];
-          /* push in reverse so the ring pops the run in address order */
-          for (uint32_t i = n; i > 0; i--) {
-            void* q = (void*)(run + (uintptr_t)(i - 1) * bs);
-            hak__mark_free(q);
-            r->items[r->top++] = q;
-          }
-        }
-      }
+  if (!r->top && !pool_refill_cached(h, cls, b)) {
+    /* the next step is a fresh page: W_MAX lets a larger cached block
+     * serve instead (waste traded for a hit), a few times in a row */
+    if (borrow && b->borrow_run < POOL_BORROW_RUN) {
+      void* p = pool_borrow(h, cls, req);
+      if (p) { b->borrow_run++; return p; }
     }
-    if (!r->top) { errno = ENOMEM; return NULL; }
+    uint32_t n;
+    uintptr_t run = hak__small_carve(h, cls, r->cap / 2 ? r->cap / 2 : 1, &n, 1);
+    if (!run && borrow) {
+      void* p = pool_borrow(h, cls, req);      /* out of memory: any fit will do */
+      if (p) return p;
+    }
+    if (!run) { errno = ENOMEM; return NULL; }
+    pool_ring_from_run(r, run, n, hak__class_size[cls]);
   }
+  b->borrow_run = 0;
   void** p = r->items[--r->top];
   hak__take(p);
   HAK_CSTAT(h, cls, alloc, 1);

@@ -242,8 +242,9 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
 }
 
 //! Carves up to max blocks from the active pages, taking fresh pages when
-//! they run out.  Returns the first block of a contiguous run; *got counts it.
-uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got) {
+//! they run out and fresh is set.  Returns the first block of a contiguous
+//! run; *got counts it.
+uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int fresh) {
   for (int round = 0; round < 2; round++) {
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &h->pages[cls][i];
@@ -257,7 +258,7 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       *got = n;
       return run;
     }
-    if (round == 0 && !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)) break;
+    if (round == 0 && (!fresh || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch))) break;
   }
   *got = 0;
   return 0;

@@ -92,6 +92,30 @@ static inline void pt_fill_ring(unsigned c, unsigned k) {
   for (unsigned i = k; i > 0; i--) A_FREE(tmp[i - 1]);
 }
 
+/* Takes away what class c has cached outside the rings (central lists,
+ * active pages), so that its next refill would need a fresh page.  The
+ * central blocks are kept in *st and go back with pt_unstarve. */
+typedef struct { void* chain[64]; uint32_t n[64]; unsigned k; } pt_stash_t;
+static inline void pt_starve(unsigned c, pt_stash_t* st) {
+  hak_heap_t* h = pt_heap();
+  st->k = 0;
+  uint32_t n;
+  void* chain;
+  while (st->k < 64 && (chain = hak__small_central_pop(h, c, 1u << 20, &n)) != NULL) {
+    st->chain[st->k] = chain;
+    st->n[st->k++] = n;
+  }
+  hak__small_page_retire(h, c);
+}
+static inline void pt_unstarve(unsigned c, pt_stash_t* st) {
+  for (unsigned i = 0; i < st->k; i++) {
+    void* last = st->chain[i];
+    while (*(void**)last) last = *(void**)last;
+    hak__small_central_push(pt_heap(), c, st->chain[i], last, st->n[i]);
+  }
+  st->k = 0;
+}
+
 static inline int pt_cmp_ptr(const void* a, const void* b) {
   uintptr_t x = *(const uintptr_t*)a, y = *(const uintptr_t*)b;
   return x < y ? -1 : x > y;

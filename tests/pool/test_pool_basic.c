@@ -61,25 +61,41 @@ static void test_usable_sizes(void) {
   A_FREE(l);
 }
 
-//! Borrowing: with the own ring empty, a cached block of a larger class
-//! serves the request only within W_MAX; aligned requests never borrow.
+//! Borrowing: with nothing of its own cached (the next refill would take a
+//! fresh page), a cached block of a larger class serves the request only
+//! within W_MAX; aligned requests never borrow.
 static void test_wmax_borrow(void) {
   hak_heap_t* h = pt_heap();
+  pt_stash_t st;
   unsigned c2048 = pt_cls(2048), c3072 = pt_cls(3072), c3584 = pt_cls(3584);
   CHECK(wmax_milli() == 1600, "default HAKMEM_WMAX_MID is %.3f, not 1.6", wmax_milli() / 1000.0);
 
   /* 3584 > 1.6 x 2048: must not be borrowed */
   hak__heap_flush(h);
   pt_fill_ring(c3584, 8);
+  pt_starve(c2048, &st);
   uint64_t b0 = PT_CSTAT(h, borrow, c2048);
   void* p = A_MALLOC(2048);
   CHECK(A_USABLE(p) == 2048, "malloc(2048) got %zu bytes with only 3584 cached (W_MAX 1.6)", A_USABLE(p));
   CHECK(PT_CSTAT(h, borrow, c2048) == b0, "borrow counted without a borrow");
   A_FREE(p);
+  pt_unstarve(c2048, &st);
 
-  /* 3072 <= 1.6 x 2048: borrowed instead of refilling */
+  /* a class with cached blocks of its own refills from them: no borrow */
   hak__heap_flush(h);
   pt_fill_ring(c3072, 8);
+  pt_fill_ring(c2048, 8);
+  hak__heap_flush(h);          /* the 2048 blocks now sit in the central list */
+  pt_fill_ring(c3072, 8);
+  p = A_MALLOC(2048);
+  CHECK(A_USABLE(p) == 2048, "malloc(2048) borrowed a %zu block while 2048 blocks were cached", A_USABLE(p));
+  CHECK(PT_CSTAT(h, borrow, c2048) == b0, "borrowed while the own class had cached blocks");
+  A_FREE(p);
+
+  /* 3072 <= 1.6 x 2048: borrowed instead of taking a fresh page */
+  hak__heap_flush(h);
+  pt_fill_ring(c3072, 8);
+  pt_starve(c2048, &st);
   uint32_t top = pt_bin(h, c3072)->ring.top;
   p = A_MALLOC(2048);
   CHECK(A_USABLE(p) == 3072, "malloc(2048) got %zu bytes, expected a borrowed 3072 block", A_USABLE(p));
@@ -87,6 +103,7 @@ static void test_wmax_borrow(void) {
   CHECK(pt_bin(h, c3072)->ring.top == top - 1, "borrow did not come from the 3072 ring");
   A_FREE(p);   /* back to its own class's ring */
   CHECK(pt_bin(h, c3072)->ring.top == top, "a borrowed block must go back to its own class");
+  pt_unstarve(c2048, &st);
 
   /* aligned: no borrowing */
   hak__heap_flush(h);
