@@ -44,9 +44,12 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
   } else if (hak_likely(n <= HAK_MID_MAX)) {
     unsigned c = hak__mid_class_of[(n + 255) >> 8];
     PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-    if (hak_likely(r->top != 0)) {
-      void** p = r->items[--r->top];
-      __builtin_prefetch(r->items[(r->top - 1) & (HAK_RING_MAX - 1)]);
+    uint32_t top = r->top;
+    if (hak_likely(top != 0)) {
+      void** it = r->items;
+      void** p = it[top - 1];
+      r->top = top - 1;
+      __builtin_prefetch(it[(top - 2) & (HAK_RING_MAX - 1)]);   /* the next pop's mark */
       if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
       p[1] = NULL;
       HAK_CSTAT(h, c, alloc, 1);
@@ -66,17 +69,18 @@ HAK_INLINE void hak__free_fast(void* p) {
     uintptr_t mark = hak__cookie ^ a;
     /* a block of our own page or of a carved-out (ownerless) page, not
      * already free, not an interior pointer */
-    uintptr_t own = hak__page_owner(pg);
-    /* own page or ownerless page: both are common and interleave at random,
-     * so one combined branch (two would mispredict about half the time) */
-    int ok = (own == h->token) | (own == HAK_TOKEN_NONE);
-    if (hak_likely(ok & HAK_CHECK_OK(hak__is_block_start(pg, a)))) {
+    /* own page or ownerless page (both common, interleaved at random: one
+     * branch, as two would mispredict), and the start of a block */
+    uintptr_t bad = hak__page_owner(pg) & h->ntoken;
+    if (hak_likely((bad | (uintptr_t)HAK_CHECK(!hak__is_block_start(pg, a))) == 0)) {
       unsigned c = pg->cls;
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
         if (hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
           w[0] = (uintptr_t)b->head;
-          w[1] = mark;
+          /* a separate 8-byte store: a 16-byte one would not forward to
+           * the 8-byte load of the mark when the block is reused at once */
+          *(volatile uintptr_t*)&w[1] = mark;
           b->head = p;
           b->count++;
           HAK_CSTAT(h, c, free, 1);
@@ -84,8 +88,11 @@ HAK_INLINE void hak__free_fast(void* p) {
         }
       } else {
         PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-        if (hak_likely(r->top < r->cap && HAK_CHECK_OK(r->items[(r->top - 1) & (HAK_RING_MAX - 1)] != p))) {
-          r->items[r->top++] = p;
+        uint32_t top = r->top;
+        void** it = r->items;
+        if (hak_likely(top < r->cap && HAK_CHECK_OK(it[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
+          it[top] = p;
+          r->top = top + 1;
           w[1] = mark;
           HAK_CSTAT(h, c, free, 1);
           return;

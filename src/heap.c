@@ -14,13 +14,14 @@ static __thread int heap_tls_dead __attribute__((tls_model("initial-exec")));
 /* HAKMEM_SECURE: the heap lives here and hak__tls_heap stays the sentinel,
  * so every call misses the fast path and takes the checked generic path */
 static __thread hak_heap_t* heap_tls_secure __attribute__((tls_model("initial-exec")));
-hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL };
+hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL, .ntoken = 0 };
 _Atomic uint64_t hak__threads_started, hak__threads_exited;
 
 static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_heap_t* heap_all;        /* every heap, under heap_lock */
 static hak_heap_t* heap_free;       /* recycled, under heap_lock */
 static uint32_t heap_next_id;
+static hak_heap_t* heap_by_id[HAK_HEAP_ID_MAX];  /* ids are never reused: heaps are recycled whole */
 static pthread_key_t heap_key;
 static hak_heap_t* heap_global;     /* for threads past teardown */
 static pthread_mutex_t heap_global_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,9 +54,16 @@ static hak_heap_t* heap_make(void) {
   h = hak__os_map(sizeof(hak_heap_t));
   if (!h) return NULL;
   heap_setup(h);
-  h->token = (uintptr_t)h;
   pthread_mutex_lock(&heap_lock);
+  if (heap_next_id >= HAK_HEAP_ID_MAX) {         /* a million heaps live at once */
+    pthread_mutex_unlock(&heap_lock);
+    hak__os_unmap(h, sizeof(hak_heap_t));
+    return NULL;
+  }
   h->id = heap_next_id++;
+  h->token = hak__token(h->id << HAK_TOKEN_EPOCH_BITS);
+  h->ntoken = ~h->token;
+  __atomic_store_n(&heap_by_id[h->id], h, __ATOMIC_RELEASE);
   h->next_all = heap_all;
   heap_all = h;
   pthread_mutex_unlock(&heap_lock);
@@ -80,9 +88,17 @@ void hak__heap_flush(hak_heap_t* h) {
 //! A new incarnation: pages carrying the old token become adoptable, and
 //! remote frees stop going to this heap's inbox.
 static void heap_renew_token(hak_heap_t* h) {
-  uintptr_t t = h->token;
-  uintptr_t nt = (t & ~HAK_TOKEN_EPOCH_MASK) | ((t + 1) & HAK_TOKEN_EPOCH_MASK);
+  uint32_t epoch = (hak__token_key(h->token) + 1) & ((1u << HAK_TOKEN_EPOCH_BITS) - 1);
+  uintptr_t nt = hak__token(h->id << HAK_TOKEN_EPOCH_BITS | epoch);
+  h->ntoken = ~nt;
   __atomic_store_n(&h->token, nt, __ATOMIC_RELEASE);
+}
+
+//! The heap a token names (its incarnation may be over: check the token).
+hak_heap_t* hak__heap_of_token(uintptr_t t) {
+  if (t == HAK_TOKEN_NONE) return NULL;
+  uint32_t id = hak__token_key(t) >> HAK_TOKEN_EPOCH_BITS;
+  return __atomic_load_n(&heap_by_id[id], __ATOMIC_ACQUIRE);
 }
 
 //! Thread exit: flush, retire active pages, merge stats, park the heap.

@@ -17,6 +17,9 @@
 #include <stdatomic.h>
 #include <pthread.h>
 #include "hakmem.h"
+/* declared hidden too, so that the fast paths reach internal globals by a
+ * direct PC-relative load instead of through an address computed first */
+#pragma GCC visibility push(hidden)
 #include "os.h"
 #include "options.h"
 #include "stats.h"
@@ -194,7 +197,8 @@ typedef struct hak_large_bin {
 } hak_large_bin_t;
 
 typedef struct hak_heap {
-  uintptr_t       token;            /* address | incarnation: pages carry it as owner */
+  uintptr_t       token;            /* id and incarnation: pages carry it as owner */
+  uintptr_t       ntoken;           /* ~token: own-or-ownerless is one AND (see hak__token) */
   hak_tiny_bin_t  tiny[HAK_TINY_CLASSES];
   PoolTLSBin      mid[HAK_MID_CLASSES];
   hak_large_bin_t large[HAK_LARGE_CLASSES];
@@ -215,9 +219,17 @@ typedef struct hak_heap {
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */
 extern uintptr_t  hak__cookie;       /* random: marks a block as free (double-free check) */
-#define HAK_TOKEN_EPOCH_MASK ((uintptr_t)0xFFF)   /* heaps are 4 KiB aligned */
+/* A token is a 32-bit key x = heap id << 12 | incarnation, stored as x in
+ * the high half and ~x in the low half.  No token's bits are a subset of
+ * another's, so "owner is this heap or nobody" is (owner & ~token) == 0:
+ * one AND and one branch on the free path. */
+#define HAK_TOKEN_EPOCH_BITS 12
+#define HAK_HEAP_ID_MAX      ((uint32_t)1 << (32 - HAK_TOKEN_EPOCH_BITS))
 #define HAK_TOKEN_NONE       ((uintptr_t)0)
 #define HAK_TOKEN_SENTINEL   (~(uintptr_t)0)       /* the empty heap owns nothing */
+HAK_INLINE uintptr_t hak__token(uint32_t key) { return ((uintptr_t)key << 32) | (uint32_t)~key; }
+HAK_INLINE uint32_t  hak__token_key(uintptr_t t) { return (uint32_t)(t >> 32); }
+hak_heap_t* hak__heap_of_token(uintptr_t t);      /* the heap whose id t carries, or NULL */
 HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
   return atomic_load_explicit(&pg->owner, memory_order_relaxed);
 }
@@ -313,4 +325,5 @@ void   hak__init(void);
 extern _Atomic int hak__init_state;   /* 0 none, 1 running, 2 ready */
 size_t hak__trim_all(void);
 
+#pragma GCC visibility pop
 #endif

@@ -161,7 +161,7 @@ void* hak__drain_remote_lockfree(hak_heap_t* h, unsigned cls, uint32_t* got) {
 //! strands nothing, and remote frees reach central 16 at a time.
 void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
   uintptr_t tok = hak__page_owner(pg);
-  hak_heap_t* owner = (hak_heap_t*)(tok & ~HAK_TOKEN_EPOCH_MASK);
+  hak_heap_t* owner = hak__heap_of_token(tok);
   unsigned cls = pg->cls;
   hak__mark_free(p);
   if (owner && __atomic_load_n(&owner->token, __ATOMIC_ACQUIRE) == tok) {
