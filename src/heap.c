@@ -30,7 +30,7 @@ static pthread_mutex_t heap_global_lock = PTHREAD_MUTEX_INITIALIZER;
 static void heap_setup(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
     uint32_t lim = (uint32_t)(65536 / hak__class_size[c]);
-    h->tiny[c].limit = lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
+    h->tiny[c].base = h->tiny[c].limit = lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
   }
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];

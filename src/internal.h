@@ -163,8 +163,12 @@ void  hak__freelist_init(hak_freelist_t* fl);
 typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
   void*    head;
   uint32_t count;
-  uint32_t limit;
-} hak_tiny_bin_t;
+  uint32_t limit;                   /* adapts between base and HAK_TINY_LIMIT_MAX */
+  uint32_t base;
+  uint32_t overages;                /* spills since the limit last moved */
+} __attribute__((aligned(32))) hak_tiny_bin_t;
+#define HAK_TINY_LIMIT_MAX   8192u          /* blocks, and at most 256 KiB of them */
+#define HAK_TINY_LIMIT_BYTES (256u * 1024)
 
 typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
   uint32_t top;

@@ -15,12 +15,33 @@ static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   }
 }
 
+/* The list's limit adapts like a slow start: each refill from the central
+ * lists (the list ran dry while its blocks sat in central: a batch larger
+ * than the list moves to and fro) raises it by its base, up to 8192 blocks
+ * or 256 KiB; every fourth spill without a refill in between lowers it by
+ * its base, so a thread that mostly frees holds little. */
+
+//! A refill from central: the list was too short.
+static void tiny_grow_limit(hak_tiny_bin_t* b, unsigned cls) {
+  uint32_t most = HAK_TINY_LIMIT_BYTES / hak__class_size[cls];
+  if (most > HAK_TINY_LIMIT_MAX) most = HAK_TINY_LIMIT_MAX;
+  if (b->limit + b->base <= most) b->limit += b->base;
+  b->overages = 0;
+}
+
+//! A spill: after a few in a row the list was longer than needed.
+static void tiny_shrink_limit(hak_tiny_bin_t* b) {
+  if (++b->overages < 4) return;
+  b->overages = 0;
+  if (b->limit >= 2 * b->base) b->limit -= b->base;
+}
+
 void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   hak_tiny_bin_t* b = &h->tiny[cls];
   if (!b->head) {
     uint32_t n, want = b->limit / 2;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
-    if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
+    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n)) != NULL) tiny_grow_limit(b, cls);
     if (!chain) {
       uintptr_t run = hak__small_carve(h, cls, want, &n, 1);
       if (run) { tiny_link_run(run, n, hak__class_size[cls]); chain = (void*)run; }
@@ -38,7 +59,7 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   return p;
 }
 
-//! Pushes p even past the limit, then spills half the list to central.
+//! Pushes p even past the limit, then spills a batch to central.
 void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   hak_tiny_bin_t* b = &h->tiny[cls];
   uintptr_t* w = p;
@@ -48,7 +69,11 @@ void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   b->count++;
   HAK_CSTAT(h, cls, free, 1);
   if (b->count <= b->limit) return;
-  uint32_t n = b->limit / 2 ? b->limit / 2 : 1;
+  tiny_shrink_limit(b);
+  /* a base's worth, not half: a long list that overflows by a little
+   * should not send thousands of blocks through central */
+  uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
+  if (!n) n = 1;
   void* first = b->head;
   void* last = first;
   for (uint32_t i = 1; i < n; i++) last = *(void**)last;
