@@ -90,12 +90,15 @@ typedef struct hak_segment {
   uint16_t nfree;                         /* free pages, under the segment lock */
   uint64_t free_mask;                     /* bit i: page i is free */
   struct hak_segment* next_avail;
-  hak_page_t pages[HAK_PAGES_PER_SEG];    /* pages[0] is this header */
+  /* aligned: a descriptor that straddled two lines cost the free path a
+   * second line (owner on one, the block-start constants on the other) */
+  hak_page_t pages[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));   /* pages[0] is this header */
 } hak_segment_t;
 
 #define HAK_SEG_MAGIC 0x48414b53u  /* "HAKS" */
 
 _Static_assert(sizeof(hak_page_t) == 64, "page descriptors are one cache line");
+_Static_assert(offsetof(hak_segment_t, pages) % 64 == 0, "and aligned to one");
 
 HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) {
   hak_segment_t* s = (hak_segment_t*)(a & ~HAK_SEG_MASK);
