@@ -13,6 +13,9 @@
 #                       their cost; see src/fastpath.h)
 #   FAULT_INJECT=1      compile the OS-mapping fault-injection hook
 #                       (HAKMEM_FAULT_MMAP_NTH); always on in DEBUG/SAN builds
+#   VALGRIND=0          leave out valgrind's client requests even where
+#                       <valgrind/memcheck.h> exists (without them,
+#                       HAKMEM_VALGRIND=1 warns and is ignored; src/valgrind.c)
 CC      ?= gcc
 SAN     ?=
 ifneq ($(SAN),)
@@ -39,6 +42,9 @@ OPT      += -DHAK_NO_CHECKS=1
 endif
 ifeq ($(FAULT_INJECT),1)
 OPT      += -DHAK_FAULT_INJECT=1
+endif
+ifeq ($(VALGRIND),0)
+OPT      += -DHAK_NO_VALGRIND=1
 endif
 
 WARN     := -Wall -Wextra -Wno-unused-parameter

@@ -3,7 +3,8 @@
 #   make test-asan        ASan build (build-asan) + the reliability tests in it
 #   make test-tsan        TSan build (build-thread) + the reliability tests in it
 #   make test-ubsan       UBSan build (build-undefined) + the WHOLE test suite in it
-#   make test-valgrind    every test binary of the normal build under memcheck, 0 errors
+#   make test-valgrind    every test binary of the normal build under memcheck, 0 errors;
+#                         a few again with HAKMEM_VALGRIND=1, and tests/valgrind
 #   make stress THREADS=16 DURATION=60     the long multi-thread stress
 #   make fuzz FUZZ_SECONDS=120             libFuzzer (clang, -fsanitize=fuzzer,address)
 #   make test-real        real programs under LD_PRELOAD=build/libhakmem.so
@@ -24,9 +25,14 @@
 #    run on valgrind's malloc, not hakmem's.  test-valgrind therefore passes
 #    --soname-synonyms=somalloc=nouserintercepts: the binaries run on hakmem
 #    and memcheck checks hakmem's own memory accesses (uninitialised reads,
-#    accesses outside its mappings).  Without client requests (HAKMEM_VALGRIND,
-#    not implemented in src/ yet) memcheck cannot see hakmem's blocks, so
-#    leak and use-after-free reports for programs on hakmem are not checked.
+#    accesses outside its mappings).  Without client requests memcheck cannot
+#    see hakmem's blocks; with HAKMEM_VALGRIND=1 (src/valgrind.c) it can, and
+#    tests/valgrind/vg_check checks the leak, use-after-free and double-free
+#    reports of a plain program under LD_PRELOAD=libhakmem.so, and that a
+#    clean one gets none.  The tests in VG_OPTION_TESTS run once more with the
+#    option: threads, fork, churn and misuse must give 0 errors there too
+#    (tests that count frees, reuse or the TLS heap, or that set RLIMIT_AS,
+#    are left out: the option delays reuse and needs more of valgrind).
 # All sanitizer builds have -DHAK_FAULT_INJECT=1 (the top Makefile adds it),
 # so tests/faults runs its injected-failure parts there.
 
@@ -82,30 +88,48 @@ test-ubsan:
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 STRESS_DURATION=$${STRESS_DURATION:-10} \
 	bash tests/run_tests.sh build-undefined
 
+# HAKMEM_VALGRIND's checks run a plain program (not linked with hakmem) under
+# LD_PRELOAD, as a user's program would run.
+VG_PROG := $(BUILD)/tests/valgrind/prog/vg_prog
+tests: $(VG_PROG)
+$(VG_PROG): tests/valgrind/prog/vg_prog.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O0 -g $(WARN) -pthread $< -o $@ -ldl
+VG_OPTION_TESTS := threads/remote_burst stress/stress fork/fork lifecycle/fork1000 lifecycle/threads10k \
+                   lifecycle/ctor_dtor churn/churn api/align misuse/misuse
+
 # Every test binary of the normal build under memcheck; run.sh folders (shell
 # drivers of other programs) and MANUAL folders are skipped.  The
 # reliability tests get short parameters (memcheck serialises threads).
 # --fair-sched=yes: valgrind's default lock lets busy threads starve the main
 # one (tests/lifecycle/dlopen took 2 s or 280 s by luck without it).
-test-valgrind: lib tests
+# Then VG_OPTION_TESTS with HAKMEM_VALGRIND=1, then tests/valgrind/vg_check.
+test-valgrind: lib tests $(VG_PROG)
 	$(call rel_need,valgrind,valgrind)
 	@pass=0; fail=0; failed=""; \
+	vg_one() { name=$$1; shift; \
+	  if [ -n "$${TEST_FILTER:-}" ] && ! echo "$$name" | grep -Eq "$$TEST_FILTER"; then return; fi; \
+	  log=$$(mktemp); t0=$$(date +%s); \
+	  if env BUILD=$(BUILD) STRESS_THREADS=4 STRESS_DURATION=3 LIFECYCLE_FORKS=30 LIFECYCLE_THREADS=1000 \
+	     FAULTS_NO_RLIMIT=1 timeout $(VG_TIMEOUT) "$$@" >$$log 2>&1; then \
+	    pass=$$((pass+1)); echo "PASS valgrind $$name ($$(($$(date +%s)-t0))s)"; \
+	  else rc=$$?; fail=$$((fail+1)); failed="$$failed $$name"; \
+	    echo "FAIL valgrind $$name (rc=$$rc, $$(($$(date +%s)-t0))s)"; tail -n 40 $$log | sed 's/^/    | /'; fi; \
+	  grep -h "^\[valgrind\]" $$log | sed 's/^/    /'; rm -f $$log; }; \
+	VG="valgrind -q --fair-sched=yes --soname-synonyms=somalloc=nouserintercepts --error-exitcode=99 \
+	    --child-silent-after-fork=yes --trace-children=no --leak-check=no"; \
 	for dir in tests/*/; do \
 	  b=$$(basename $$dir); \
 	  [ -e $$dir/MANUAL ] && continue; [ -f $$dir/run.sh ] && continue; \
 	  for src in $$dir*.c; do \
-	    [ -e "$$src" ] || continue; n=$$(basename $$src .c); exe=$(BUILD)/tests/$$b/$$n; \
-	    if [ -n "$${TEST_FILTER:-}" ] && ! echo "$$b/$$n" | grep -Eq "$$TEST_FILTER"; then continue; fi; \
-	    log=$$(mktemp); t0=$$(date +%s); \
-	    if BUILD=$(BUILD) STRESS_THREADS=4 STRESS_DURATION=3 LIFECYCLE_FORKS=30 LIFECYCLE_THREADS=1000 \
-	       FAULTS_NO_RLIMIT=1 timeout $(VG_TIMEOUT) valgrind -q --fair-sched=yes --soname-synonyms=somalloc=nouserintercepts --error-exitcode=99 --child-silent-after-fork=yes \
-	       --trace-children=no --leak-check=no $$exe >$$log 2>&1; then \
-	      pass=$$((pass+1)); echo "PASS valgrind $$b/$$n ($$(($$(date +%s)-t0))s)"; \
-	    else rc=$$?; fail=$$((fail+1)); failed="$$failed $$b/$$n"; \
-	      echo "FAIL valgrind $$b/$$n (rc=$$rc, $$(($$(date +%s)-t0))s)"; tail -n 40 $$log | sed 's/^/    | /'; fi; \
-	    rm -f $$log; \
+	    [ -e "$$src" ] || continue; n=$$(basename $$src .c); \
+	    vg_one "$$b/$$n" $$VG $(BUILD)/tests/$$b/$$n; \
 	  done; \
 	done; \
+	for t in $(VG_OPTION_TESTS); do \
+	  vg_one "$$t+HAKMEM_VALGRIND" env HAKMEM_VALGRIND=1 $$VG $(BUILD)/tests/$$t; \
+	done; \
+	vg_one valgrind/vg_check $(BUILD)/tests/valgrind/vg_check; \
 	[ -n "$$failed" ] && echo "failed:$$failed"; \
 	echo "valgrind: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 

@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "fastpath.h"
 #include "policy.h"
+#include "valgrind.h"
 #include <errno.h>
 #include <string.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@ uintptr_t hak__cookie;
 void hak__misuse(const char* what, const void* p, int cls) {
   char buf[256];
   int n;
+  hak__vg_unwind();      /* HAKMEM_VALGRIND: memcheck reports again while the process dies */
   if (cls >= 0 && cls < HAK_SMALL_CLASSES)
     n = snprintf(buf, sizeof buf, "hakmem: %s of %p (class %d, %u bytes)\n", what, p, cls, hak__class_size[cls]);
   else if (cls >= HAK_STAT_LARGE0 && cls < HAK_STAT_HUGE)
@@ -51,6 +53,7 @@ void* hak__alloc_with(hak_heap_t* h, size_t n) {
 HAK_NOINLINE void* hak__malloc_generic(size_t n) {
   hak_heap_t* h = hak__heap_get();
   if (hak_unlikely(hak__opt.secure)) return hak__secure_alloc(h, n, 0);
+  if (hak_unlikely(hak__opt.valgrind)) return hak__vg_alloc(h, n, 0, 0);
   if (hak_likely(h != NULL)) return hak__alloc_with(h, n);
   if (n > HAK_LARGE_MAX) return hak__huge_alloc(n, 0, 0);
   h = hak__global_heap_lock();
@@ -86,9 +89,13 @@ static void free_generic(void* p);
 HAK_NOINLINE void hak__free_generic(void* p) {
   if (!p) return;
   int e = errno;
-  free_generic(p);
+  if (hak_unlikely(hak__opt.valgrind)) hak__vg_free(p);
+  else free_generic(p);
   errno = e;
 }
+
+//! The checked free without the valgrind layer (it frees what leaves its quarantine).
+void hak__free_any(void* p) { free_generic(p); }
 
 static void free_generic(void* p) {
   uintptr_t a = (uintptr_t)p;
@@ -145,7 +152,8 @@ HAK_API void hak_free(void* p) { hak__free_fast(p); }
 HAK_API void* hak_calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
-  if (total > HAK_LARGE_MAX) return hak__huge_alloc(total, 0, 1);
+  if (total > HAK_LARGE_MAX)
+    return hak_unlikely(hak__opt.valgrind) ? hak__vg_alloc(hak__heap_get(), total, 0, 1) : hak__huge_alloc(total, 0, 1);
   void* p = hak__malloc_fast(total);
   if (p) memset(p, 0, total);
   return p;
@@ -154,6 +162,7 @@ HAK_API void* hak_calloc(size_t n, size_t size) {
 HAK_API size_t hak_usable_size(const void* p) {
   if (!p) return 0;
   if (hak_unlikely(hak__opt.secure)) return hak__secure_usable(p);
+  if (hak_unlikely(hak__opt.valgrind)) return hak__vg_usable(p);
   return usable_checked(p);
 }
 
@@ -161,6 +170,7 @@ HAK_API void* hak_realloc(void* p, size_t n) {
   if (!p) return hak__malloc_fast(n);
   if (n == 0) { hak__free_fast(p); return NULL; }
   if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (hak_unlikely(hak__opt.valgrind)) return hak__vg_realloc(p, n);
   if (hak_unlikely(hak__opt.secure)) {          /* always a fresh block: no in-place tricks */
     size_t was = hak__secure_usable(p);
     void* q = hak__malloc_fast(n);
@@ -228,6 +238,7 @@ void* hak__alloc_aligned(size_t align, size_t n) {
   if (align <= 16) return hak__malloc_fast(n);
   hak_heap_t* h = hak__heap_get();
   if (hak_unlikely(hak__opt.secure)) return hak__secure_alloc(h, n, align);
+  if (hak_unlikely(hak__opt.valgrind)) return hak__vg_alloc(h, n, align, 0);
   return hak__alloc_aligned_with(h, align, n);
 }
 
@@ -257,7 +268,17 @@ HAK_API void* hak_memalign(size_t align, size_t n) {
   return hak__alloc_aligned(align, n);
 }
 
+static int owns_any(const void* p);
+//! Under HAKMEM_VALGRIND, huge headers are hidden from memcheck.
 HAK_API int hak_owns(const void* p) {
+  hak__vg_enter();
+  int r = owns_any(p);
+  hak__vg_leave();
+  return r;
+}
+
+//! hak_owns itself.
+static int owns_any(const void* p) {
   uintptr_t a = (uintptr_t)p;
   int kind = hak__seg_kind(a);
   if (kind == HAK_SEG_SMALL) {
@@ -284,4 +305,10 @@ size_t hak__trim_all(void) {
   return bytes;
 }
 
-HAK_API size_t hak_trim(void) { return hak__trim_all(); }
+//! Under HAKMEM_VALGRIND, trimming walks hidden free lists.
+HAK_API size_t hak_trim(void) {
+  hak__vg_enter();
+  size_t r = hak__trim_all();
+  hak__vg_leave();
+  return r;
+}

@@ -5,6 +5,7 @@
  * paths alone.  When HAKMEM_LEARN=1 it also runs the learner's windows. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "valgrind.h"
 #include <signal.h>
 #include <time.h>
 
@@ -18,6 +19,7 @@ static void* bg_main(void* arg) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);      /* the program's signals are not ours */
+  hak__vg_enter();                             /* only hakmem's code runs here, for good */
   uint64_t step = (uint64_t)hak__opt.decay_ms * 1000000ull / 4;
   if (step < 50000000ull) step = 50000000ull;
   for (;;) {

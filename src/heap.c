@@ -7,11 +7,12 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "valgrind.h"
 #include <string.h>
 
 __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec"))) = &hak__empty_heap;
 static __thread int heap_tls_dead __attribute__((tls_model("initial-exec")));
-/* HAKMEM_SECURE: the heap lives here and hak__tls_heap stays the sentinel,
+/* HAKMEM_SECURE, HAKMEM_VALGRIND: the heap lives here and hak__tls_heap stays the sentinel,
  * so every call misses the fast path and takes the checked generic path */
 static __thread hak_heap_t* heap_tls_secure __attribute__((tls_model("initial-exec")));
 hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL, .ntoken = 0 };
@@ -42,6 +43,7 @@ static void heap_setup(hak_heap_t* h) {
     uint32_t lim = (uint32_t)((1024 * 1024) / hak__large_size[c]);
     h->large[c].limit = lim < 1 ? 1 : lim > HAK_LARGE_TLS_MAX ? HAK_LARGE_TLS_MAX : lim;
   }
+  if (hak__opt.valgrind) hak__vg_hide_heap(h);
 }
 
 //! A new heap from the OS, or a recycled one.
@@ -105,6 +107,7 @@ hak_heap_t* hak__heap_of_token(uintptr_t t) {
 static void heap_exit(void* arg) {
   hak_heap_t* h = arg;
   if (!h || h == &hak__empty_heap) return;
+  hak__vg_enter();
   hak__secure_flush(h);
   hak__heap_flush(h);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__small_page_retire(h, c);
@@ -120,6 +123,7 @@ static void heap_exit(void* arg) {
   h->next_free = heap_free;
   heap_free = h;
   pthread_mutex_unlock(&heap_lock);
+  hak__vg_leave();
 }
 
 hak_heap_t* hak__heap_get(void) {
@@ -130,7 +134,7 @@ hak_heap_t* hak__heap_get(void) {
   if (heap_tls_dead) return NULL;
   h = heap_make();
   if (!h) return NULL;
-  if (hak__opt.secure) heap_tls_secure = h;
+  if (hak__opt.secure || hak__opt.valgrind) heap_tls_secure = h;
   else hak__tls_heap = h;
   pthread_setspecific(heap_key, h);
   atomic_fetch_add(&hak__threads_started, 1);

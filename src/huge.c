@@ -230,6 +230,14 @@ size_t hak__huge_usable(const void* p) {
   return hd->usable;
 }
 
+//! The mapping that holds huge block p (valgrind mode hides all of it but the block).
+void hak__huge_span(const void* p, void** base, size_t* len) {
+  huge_hdr_t* hd = huge_hdr_of(p);
+  if (!hd) huge_bad(p, "pointer");
+  *base = hd->base;
+  *len = hd->map_size;
+}
+
 int hak__huge_owns(const void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
   return hd && hd->live;

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "valgrind.h"
 #include <sys/auxv.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ void hak__learner_fork_child(void) __attribute__((weak));
 void hak__learner_stop(void) __attribute__((weak));
 
 static void init_fork_prepare(void) {
+  hak__vg_fork_prepare();
   hak__heap_fork_prepare();
   hak__huge_lock();
   hak__l25_lock();
@@ -25,8 +27,10 @@ static void init_fork_parent(void) {
   hak__l25_unlock();
   hak__huge_unlock();
   hak__heap_fork_parent();
+  hak__vg_fork_parent();
 }
 static void init_fork_child(void) {
+  hak__vg_fork_child();
   hak__segment_fork_child();
   hak__l25_fork_child();
   hak__huge_fork_child();
@@ -47,6 +51,7 @@ void hak__init(void) {
   }
   init_running = 1;
   hak__options_init();
+  hak__vg_init();
   const unsigned char* rnd = (const unsigned char*)getauxval(AT_RANDOM);
   uintptr_t ck = (uintptr_t)hak__os_now_ns() * 0x9E3779B97F4A7C15ull;
   if (rnd) { uintptr_t r; memcpy(&r, rnd + 8, sizeof r); ck ^= r; }

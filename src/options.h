@@ -3,7 +3,7 @@
 #define HAK_OPTIONS_H
 
 typedef struct hak_options {
-  int    verbose, stats, secure, keep, thp, bg;
+  int    verbose, stats, secure, valgrind, keep, thp, bg;
   int    pool_refill_batch, pool_tls_ring;
   int    cap_tiny, cap_mid, cap_large;
   double wmax_mid;

@@ -8,9 +8,11 @@
  * reads mapped memory. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "valgrind.h"
 #include <errno.h>
 
 uint8_t hak__segmap[HAK_SEGMAP_N];
+_Static_assert(sizeof(hak_segment_t) <= HAK_PAGE_SIZE, "a small segment's header is its page 0");
 
 static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_segment_t* seg_avail;                /* segments with free pages, under seg_lock */
@@ -29,6 +31,10 @@ void* hak__segment_alloc(int kind) {
   hak__os_nohuge(s, HAK_SEG_SIZE);
   s->magic = HAK_SEG_MAGIC;
   s->kind = (uint8_t)kind;
+  /* HAKMEM_VALGRIND: blocks and free blocks are no memory of memcheck's
+   * until handed out (the header, in the first 64 KiB for both kinds, stays
+   * visible: the inline free path reads it) */
+  if (hak__opt.valgrind) hak__vg_hide((char*)s + HAK_PAGE_SIZE, HAK_SEG_SIZE - HAK_PAGE_SIZE);
   __atomic_store_n(&hak__segmap[(uintptr_t)s >> HAK_SEG_SHIFT], (uint8_t)kind, __ATOMIC_RELEASE);
   return s;
 }
