@@ -21,6 +21,9 @@ p1=$(echo "$main" | awk '{print $1}'); f1=$(echo "$main" | awk '{print $3}')
 p2=$(echo "$rel" | awk '{print $2}'); f2=$(echo "$rel" | awk '{print $4}')
 [ -n "$p1" ] || { p1=0; f1=1; echo "test: the main suite printed no summary"; }
 [ -n "$p2" ] || { p2=0; f2=1; echo "test: the reliability suite printed no summary"; }
+# the README's options table is generated from src/options.c: it must match
+if bash scripts/options_table.sh --check; then p1=$((p1 + 1)); echo "PASS docs/options_table";
+else f1=$((f1 + 1)); echo "FAIL docs/options_table"; fi
 echo "test: main suite $main; $rel; $((SECONDS - t0))s in all"
 echo "$((p1 + p2)) passed, $((f1 + f2)) failed"
 [ $((f1 + f2)) -eq 0 ]
