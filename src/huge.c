@@ -4,13 +4,14 @@
  * freed runs resident for reuse.  Page faults and munmap are the expensive
  * part here, far more than the memset of reused pages, so a request is
  * served from cached pages whenever there are enough of them, wherever
- * they lie: the front of a cached run in place, or cached runs moved with
- * mremap (page tables move, no copy, no fault) onto a new reservation.
- * A run moved that way is several kernel mappings ("pieces"): mremap
- * works on one mapping at a time, so every run keeps its piece list.
- * Cached runs idle for HAKMEM_HUGE_DECAY_MS, or beyond
- * HAKMEM_HUGE_CACHE_MB, go back to the OS; the check runs on huge calls
- * and on other slow paths, never once per free of a small block. */
+ * they lie: a chunk-aligned window of a cached run in place, or cached
+ * runs moved with mremap (page tables move: no copy, no fault) onto a new
+ * reservation.  A run made that way is several kernel mappings ("pieces"):
+ * mremap moves one mapping at a time, so every run keeps its piece list.
+ * Freed runs merge with cached neighbours.  Cached runs idle for
+ * HAKMEM_HUGE_DECAY_MS go back to the OS, and so does what exceeds the
+ * budget (see bc_budget); the check runs on huge calls, the background
+ * thread and other slow paths, never once per free of a small block. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include <errno.h>
@@ -19,13 +20,15 @@
 
 #define HUGE_MAGIC  0x48414b48u   /* "HAKH" */
 #define HUGE_HDR    ((size_t)4096)
-#define HUGE_GRAIN  ((size_t)2 << 20)   /* a PMD: mremap moves whole page tables */
+#define HUGE_GRAIN  ((size_t)2 << 20)   /* a PMD: runs split and move without breaking THP */
 #define HUGE_PIECES 32
 #define BC_SLOTS    64
 
 /* A run's kernel mappings: piece i is [at[i], at[i+1]) (the last one ends
- * at the run's size); at[0] = 0. */
-typedef struct huge_pieces { uint32_t n; size_t at[HUGE_PIECES]; } huge_pieces_t;
+ * at the run's size); at[0] = 0.  Each mapping we create gets a new id:
+ * two neighbouring pieces with one id are still one mapping (a split in
+ * place never divides it), so merging them loses nothing. */
+typedef struct huge_pieces { uint32_t n; uint64_t id[HUGE_PIECES]; size_t at[HUGE_PIECES]; } huge_pieces_t;
 
 typedef struct huge_hdr {
   uint32_t magic;
@@ -60,31 +63,83 @@ static pthread_mutex_t bc_lock = PTHREAD_MUTEX_INITIALIZER;
 static bc_entry_t bc[BC_SLOTS];
 static int bc_n;
 static _Atomic size_t bc_bytes;
+static _Atomic uint64_t huge_ids;   /* the last mapping id handed out */
+static _Atomic size_t huge_live;    /* bytes of live blocks' runs */
+static _Atomic size_t huge_peak, huge_peak_prev;   /* their peak in this decay window, the last */
+static _Atomic uint64_t huge_peak_ns;                /* when this window began */
 
+//! Notes the live bytes after an allocation, for the budget.
+static void huge_note_peak(size_t live) {
+  if (live > atomic_load_explicit(&huge_peak, memory_order_relaxed)) {
+    atomic_store_explicit(&huge_peak, live, memory_order_relaxed);
+  }
+}
+
+//! How much BigCache may hold: HAKMEM_HUGE_CACHE_MB, or, if more, what the
+//! program had live at its peak within the last one or two decay times and
+//! has freed since.  A program churning huge blocks would otherwise unmap
+//! pages and fault them back all the time (the costly part), while RSS
+//! stays within that recent peak; runs left idle still go after the decay
+//! time, and an older peak is forgotten.
+static size_t bc_budget(uint64_t now) {
+  size_t fixed = (size_t)hak__opt.huge_cache_mb << 20;
+  size_t live = atomic_load_explicit(&huge_live, memory_order_relaxed);
+  size_t peak = atomic_load_explicit(&huge_peak, memory_order_relaxed);
+  if (now - atomic_load_explicit(&huge_peak_ns, memory_order_relaxed) > (uint64_t)hak__opt.huge_decay_ms * 1000000ull) {
+    atomic_store_explicit(&huge_peak_prev, peak, memory_order_relaxed);   /* a new window */
+    atomic_store_explicit(&huge_peak, peak = live, memory_order_relaxed);
+    atomic_store_explicit(&huge_peak_ns, now, memory_order_relaxed);
+  }
+  size_t prev = atomic_load_explicit(&huge_peak_prev, memory_order_relaxed);
+  if (prev > peak) peak = prev;
+  size_t churn = peak > live ? peak - live : 0;
+  return churn > fixed ? churn : fixed;
+}
+
+//! Fork: the prepare handler holds BigCache still; the child re-arms its lock.
 void hak__huge_lock(void) { pthread_mutex_lock(&bc_lock); }
 void hak__huge_unlock(void) { pthread_mutex_unlock(&bc_lock); }
 void hak__huge_fork_child(void) { pthread_mutex_init(&bc_lock, NULL); }
 
-//! Rounds up to a multiple of the grain (0 if it overflows).
+//! Rounds up to a multiple of the grain (0 if it overflows).  A finer
+//! grain measured worse: more, smaller pieces to move.
 static size_t huge_round(size_t n) {
   size_t r = (n + HUGE_GRAIN - 1) & ~(HUGE_GRAIN - 1);
   return r < n ? 0 : r;
 }
 
+//! A new mapping id.
+static uint64_t huge_new_id(void) { return atomic_fetch_add_explicit(&huge_ids, 1, memory_order_relaxed) + 1; }
+
+//! Adds a piece at offset `at` (one more mapping, or the same as the last).
+static void pieces_add(huge_pieces_t* p, size_t at, uint64_t id) {
+  if (p->n && p->id[p->n - 1] == id) return;
+  p->id[p->n] = id;
+  p->at[p->n++] = at;
+}
+
+//! One piece: a run that is a single mapping.
+static huge_pieces_t pieces_one(uint64_t id) {
+  huge_pieces_t p = {0, {0}, {0}};
+  pieces_add(&p, 0, id);
+  return p;
+}
+
 //! The pieces of [from, to) of a run with pieces p, rebased to from.
 static void pieces_slice(const huge_pieces_t* p, size_t from, size_t to, huge_pieces_t* out) {
-  huge_pieces_t r = {0, {0}};
+  huge_pieces_t r = {0, {0}, {0}};
   for (uint32_t i = 0; i < p->n; i++) {
     size_t s = p->at[i], e = i + 1 < p->n ? p->at[i + 1] : SIZE_MAX;
-    if (e > from && s < to) r.at[r.n++] = s > from ? s - from : 0;
+    if (e > from && s < to) pieces_add(&r, s > from ? s - from : 0, p->id[i]);
   }
   *out = r;
 }
 
-//! Appends b (a run starting at offset `at`) to a; 0 if too many pieces.
+//! Appends b (the run right after a, at offset `at`) to a; 0 if too many pieces.
 static int pieces_append(huge_pieces_t* a, const huge_pieces_t* b, size_t at) {
-  if (a->n + b->n > HUGE_PIECES) return 0;
-  for (uint32_t i = 0; i < b->n; i++) a->at[a->n++] = at + b->at[i];
+  uint32_t same = a->n && b->n && a->id[a->n - 1] == b->id[0];
+  if (a->n + b->n - same > HUGE_PIECES) return 0;
+  for (uint32_t i = 0; i < b->n; i++) pieces_add(a, at + b->at[i], b->id[i]);
   return 1;
 }
 
@@ -149,7 +204,7 @@ static void bc_cut_front(int i, size_t len) {
 //! evictions take only the excess, from an entry's tail.  Victims go to
 //! out[] (at most BC_SLOTS + 1); the caller unmaps them.
 static int bc_evict_locked(size_t need, uint64_t now, int all, bc_victim_t* out) {
-  size_t budget = (size_t)hak__opt.huge_cache_mb << 20;
+  size_t budget = bc_budget(now);
   uint64_t decay = (uint64_t)hak__opt.huge_decay_ms * 1000000ull;
   int k = 0;
   for (int i = 0; i < bc_n;) {
@@ -189,14 +244,28 @@ static size_t bc_unmap_all(const bc_victim_t* v, int k) {
   return bytes;
 }
 
-//! The smallest entry of at least n bytes (aligned = 1: only those at a
-//! chunk start, which can hold a block in place), or -1 (bc_lock held).
-static int bc_best_fit(size_t n, int aligned) {
+//! The smallest entry of at least n bytes, or -1 (bc_lock held).
+static int bc_best_fit(size_t n) {
   int best = -1;
   for (int i = 0; i < bc_n; i++)
-    if (bc[i].size >= n && (best < 0 || bc[i].size < bc[best].size) &&
-        (!aligned || ((uintptr_t)bc[i].base & HAK_SEG_MASK) == 0))
+    if (bc[i].size >= n && (best < 0 || bc[i].size < bc[best].size)) best = i;
+  return best;
+}
+
+//! The smallest entry with room for a block of n bytes in place: from a
+//! chunk start inside it (*at: its offset) to n bytes on; -1 if none.  A
+//! window past the entry's start leaves its front cached apart, so needs
+//! a free slot (bc_lock held).
+static int bc_best_window(size_t n, size_t* at) {
+  int best = -1;
+  for (int i = 0; i < bc_n; i++) {
+    uintptr_t b = (uintptr_t)bc[i].base;
+    size_t off = ((b + HAK_SEG_MASK) & ~HAK_SEG_MASK) - b;
+    if (off + n <= bc[i].size && (off == 0 || bc_n < BC_SLOTS) && (best < 0 || bc[i].size < bc[best].size)) {
       best = i;
+      *at = off;
+    }
+  }
   return best;
 }
 
@@ -218,8 +287,8 @@ static int plan_move(huge_plan_t* pl, int i, size_t len) {
   return 1;
 }
 
-//! Plans a run of `need` bytes from cached pages: the front of the
-//! best-fitting chunk-aligned run in place (no system call), else moves:
+//! Plans a run of `need` bytes from cached pages: a chunk-aligned window
+//! of the best-fitting run in place (no system call), else moves:
 //! the best fit's front, or when no run is large enough the largest runs
 //! whole, then the best fit for the rest.  Returns whether any cached
 //! page is used.
@@ -228,16 +297,26 @@ static int bc_plan(size_t need, huge_plan_t* pl) {
   if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return 0;
   int can_move = hak__os_can_move();
   pthread_mutex_lock(&bc_lock);
-  int i = bc_best_fit(need, 1);
+  size_t at = 0;
+  int i = bc_best_window(need, &at);
   if (i >= 0) {
-    pl->inplace = bc[i].base;
-    pieces_slice(&bc[i].pc, 0, need, &pl->pc);
+    bc_entry_t* e = &bc[i];
+    pl->inplace = e->base + at;
+    pieces_slice(&e->pc, at, at + need, &pl->pc);
     pl->moved = need;
-    bc_cut_front(i, need);          /* the new header replaces the dead one */
+    if (at) {                       /* the front stays; the rest gets a slot */
+      bc_entry_t rest = {e->base + at, e->size - at, e->t_ns, 0, {0, {0}, {0}}};
+      pieces_slice(&e->pc, at, e->size, &rest.pc);
+      pieces_slice(&e->pc, 0, at, &e->pc);
+      e->size = at;
+      bc[bc_n++] = rest;
+      i = bc_n - 1;
+    }
+    bc_cut_front(i, need);          /* the new header replaces any dead one */
   } else if (can_move) {
     while (pl->moved < need && bc_n) {
       size_t rest = need - pl->moved;
-      i = bc_best_fit(rest, 0);
+      i = bc_best_fit(rest);
       if (i < 0)
         for (int j = i = 0; j < bc_n; j++) if (bc[j].size > bc[i].size) i = j;
       if (!plan_move(pl, i, bc[i].size < rest ? bc[i].size : rest)) break;
@@ -267,7 +346,7 @@ static char* huge_build(const huge_plan_t* pl, size_t need, size_t* dirty, huge_
       hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)len);
       if (ok && hak__os_map_fixed(dst + off, len) != 0) ok = 0;
     }
-    pc->at[pc->n++] = off;
+    pieces_add(pc, off, huge_new_id());   /* moved or stood in for: a mapping of its own */
     off += len;
   }
   if (!ok) {                /* out of address space: the planned pages are gone; start afresh */
@@ -276,8 +355,7 @@ static char* huge_build(const huge_plan_t* pl, size_t need, size_t* dirty, huge_
       hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)kept);
     }
     *dirty = 0;
-    pc->n = 1;
-    pc->at[0] = 0;
+    *pc = pieces_one(huge_new_id());
     dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
     if (!dst && hak__trim_all()) dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
     if (!dst) return NULL;
@@ -287,13 +365,14 @@ static char* huge_build(const huge_plan_t* pl, size_t need, size_t* dirty, huge_
   }
   if (off < need) {
     if (hak__opt.thp) hak__os_thp(dst + off, need - off, 1);
-    pc->at[pc->n++] = off;
+    pieces_add(pc, off, huge_new_id());
   }
-  if (pc->n == 0) pc->at[pc->n++] = 0;
   hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)(need - kept));
   return dst;
 }
 
+//! A huge block: from cached pages when there are any, else fresh;
+//! zero = calloc (only bytes that may hold old contents are cleared).
 void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   int far = align > HAK_SEG_SIZE / 2;
@@ -304,7 +383,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (need < size || need > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   if (cache && !(need = huge_round(need))) { errno = ENOMEM; return NULL; }
   huge_plan_t pl;
-  huge_pieces_t pc = {1, {0}};
+  huge_pieces_t pc = {0, {0}, {0}};
   size_t dirty = 0;                               /* leading bytes with old contents */
   char* base = NULL;
   int reused = cache && bc_plan(need, &pl);
@@ -321,6 +400,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
     if (guard) hak__os_guard(base + need - guard, guard);
     if (hak__opt.thp) hak__os_thp(base, need, 1);
     hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)need);
+    pc = pieces_one(huge_new_id());
   }
   char* user = base + off;
   huge_hdr_t* hd = far ? (huge_hdr_t*)(user - HUGE_HDR) : (huge_hdr_t*)base;
@@ -334,6 +414,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   hd->align = off;
   hd->pc = pc;
   huge_register(hd, 1);
+  huge_note_peak(atomic_fetch_add_explicit(&huge_live, need, memory_order_relaxed) + need);
   if (zero && dirty > off) memset(user, 0, dirty - off < size ? dirty - off : size);
   hak_heap_t* h = hak__heap_current();
   if (h) {
@@ -369,6 +450,7 @@ static void bc_insert_locked(huge_hdr_t* hd, uint64_t now) {
   atomic_fetch_add(&bc_bytes, e.size);
 }
 
+//! Caches the block's run (or unmaps it: far-aligned, secure, or over budget).
 void hak__huge_free(void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
   if (!hd) huge_bad(p, "free");
@@ -378,7 +460,8 @@ void hak__huge_free(void* p) {
   if (h) HAK_CSTAT(h, HAK_STAT_HUGE, free, 1);
   void* base = hd->base;
   size_t map_size = hd->map_size;
-  size_t budget = (size_t)hak__opt.huge_cache_mb << 20;
+  atomic_fetch_sub_explicit(&huge_live, map_size, memory_order_relaxed);
+  size_t budget = bc_budget(hak__os_now_ns());
   int far = (void*)hd != base;
   bc_victim_t victims[BC_SLOTS + 1];
   int k = 0;
@@ -397,6 +480,7 @@ void hak__huge_free(void* p) {
   bc_unmap_all(victims, k);
 }
 
+//! Usable bytes of a live huge block.
 size_t hak__huge_usable(const void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
   if (!hd) huge_bad(p, "pointer");
@@ -404,6 +488,7 @@ size_t hak__huge_usable(const void* p) {
   return hd->usable;
 }
 
+//! Whether p is a live huge block.
 int hak__huge_owns(const void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
   return hd && hd->live;
@@ -413,7 +498,7 @@ int hak__huge_owns(const void* p) {
 //! (the growth is one more piece); a piece that cannot move is copied.
 //! Returns the new base, or NULL (nothing changed).
 static char* huge_move(huge_hdr_t* hd, size_t need) {
-  huge_pieces_t pc = hd->pc;
+  huge_pieces_t pc = hd->pc, moved = {0, {0}, {0}};
   if (pc.n >= HUGE_PIECES) return NULL;           /* no room for the growth: caller copies */
   char* dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
   if (!dst) return NULL;
@@ -425,19 +510,21 @@ static char* huge_move(huge_hdr_t* hd, size_t need) {
     size_t s = pc.at[i], len = (i + 1 < pc.n ? pc.at[i + 1] : old) - s;
     if (hak__os_remap(base + s, len, len, dst + s)) {
       atomic_fetch_sub(&hak__os_mapped, (int64_t)len);   /* it replaced reserved bytes */
-    } else if (i == 0) {                                 /* nothing moved yet: give up */
+    } else if (i == 0) {                      /* nothing moved yet: the caller copies */
       huge_register(hd, 1);
       hak__os_unmap(dst, need);
+      errno = EAGAIN;
       return NULL;
     } else {                                  /* copy that piece instead */
       if (hak__os_map_fixed(dst + s, len) != 0) hak__misuse("mremap failed midway on", hd->user, HAK_STAT_HUGE);
       memcpy(dst + s, base + s, len);
       hak__os_unmap(base + s, len);
     }
+    pieces_add(&moved, s, huge_new_id());
   }
-  pc.at[pc.n++] = old;
+  pieces_add(&moved, old, huge_new_id());        /* the growth: the rest of the reservation */
   hd = (huge_hdr_t*)dst;
-  hd->pc = pc;
+  hd->pc = moved;
   hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)(need - old));
   return dst;
 }
@@ -471,6 +558,7 @@ void* hak__huge_realloc(void* p, size_t size) {
       hd->map_size = need;
       hd->usable = need - off;
       huge_register(hd, 1);
+      atomic_fetch_add_explicit(&huge_live, need - old, memory_order_relaxed);
       hak_heap_t* h = hak__heap_current();
       if (h) HAK_TSTAT(h, huge_remap, 1);
       return hd->user;
@@ -478,6 +566,7 @@ void* hak__huge_realloc(void* p, size_t size) {
   }
   hd->map_size = need;
   hd->usable = need - off;
+  atomic_fetch_add_explicit(&huge_live, need - old, memory_order_relaxed);   /* wraps for a shrink */
   return p;
 }
 
