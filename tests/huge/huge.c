@@ -14,6 +14,22 @@
 #include <pthread.h>
 #include "hk_test.h"
 
+/* the hakmem entry points themselves, so a sanitizer build (which keeps
+ * the libc names for itself) tests them too */
+#define malloc hak_malloc
+#define calloc hak_calloc
+#define realloc hak_realloc
+#define free hak_free
+#define malloc_usable_size hak_usable_size
+
+/* RSS means little under valgrind (which also keeps hakmem from moving
+ * pages with mremap) or with a sanitizer's shadow memory */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+static int rss_meaningful(void) { return 0; }
+#else
+static int rss_meaningful(void) { return !hk_under_valgrind(); }
+#endif
+
 static hak_layer_stats_t huge_stats(void) {
   hak_stats_t s;
   hak_stats_get(&s);
@@ -86,10 +102,11 @@ static void test_compose(void) {
   hak_layer_stats_t after = huge_stats();
   INFO("calloc(24 MiB) over 3 cached 9 MiB runs: RSS +%ld kB, huge mapped %llu -> %llu MiB", grew,
        before.bytes_mapped / MiB, after.bytes_mapped / MiB);
-  CHECK(after.hits == before.hits + 1, "the 24 MiB calloc was not served from the cache (hits %llu -> %llu)",
+  if (hk_under_valgrind()) INFO("valgrind: pages are not moved, the 24 MiB block is fresh");
+  else CHECK(after.hits == before.hits + 1, "the 24 MiB calloc was not served from the cache (hits %llu -> %llu)",
         before.hits, after.hits);
-  CHECK(grew < 8 * 1024, "RSS grew by %ld kB for a 24 MiB block made of 27 MiB of cached pages", grew);
-  CHECK(after.bytes_mapped <= before.bytes_mapped, "huge mapped bytes grew %llu -> %llu", before.bytes_mapped,
+  CHECK(!rss_meaningful() || grew < 8 * 1024, "RSS grew by %ld kB for a 24 MiB block made of 27 MiB of cached pages", grew);
+  CHECK(hk_under_valgrind() || after.bytes_mapped <= before.bytes_mapped, "huge mapped bytes grew %llu -> %llu", before.bytes_mapped,
         after.bytes_mapped);
 
   /* realloc keeps the contents of the moved-together block */
@@ -159,7 +176,7 @@ static void test_budget_and_decay(void) {
   long rss = hk_rss_kb();
   CHECK(wait_released(base), "%d idle cached 16 MiB runs were still mapped after the decay time", N);
   long drop = rss - hk_rss_kb();
-  CHECK(drop > (long)(N * 16 * MiB / KiB) / 2, "RSS fell by only %ld kB after %d x 16 MiB went back", drop, N);
+  CHECK(!rss_meaningful() || drop > (long)(N * 16 * MiB / KiB) / 2, "RSS fell by only %ld kB after %d x 16 MiB went back", drop, N);
 }
 
 typedef struct { uint64_t seed; double seconds; unsigned long ops; } churn_t;
