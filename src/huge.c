@@ -425,11 +425,11 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   return user;
 }
 
-//! Caches a freed run (bc_lock held), merged with cached runs next to it
-//! in memory when the pieces fit (a split or an earlier merge left them
-//! there): larger runs serve more requests in place.
-static void bc_insert_locked(huge_hdr_t* hd, uint64_t now) {
-  bc_entry_t e = {hd->base, hd->map_size, now, 1, hd->pc};
+//! Caches a run (bc_lock held; reg: a dead header at its base), merged
+//! with cached runs next to it in memory when the pieces fit (a split or
+//! an earlier merge left them there): larger runs serve more in place.
+static void bc_insert_locked(char* base, size_t size, const huge_pieces_t* pc, int reg, uint64_t now) {
+  bc_entry_t e = {base, size, now, reg, *pc};
   for (int i = 0; i < bc_n; i++)
     if (bc[i].base == e.base + e.size && pieces_append(&e.pc, &bc[i].pc, e.size)) {
       bc_unreg(&bc[i]);
@@ -450,6 +450,43 @@ static void bc_insert_locked(huge_hdr_t* hd, uint64_t now) {
   atomic_fetch_add(&bc_bytes, e.size);
 }
 
+//! Caches a run no block uses any more; 0 if it is over the budget (the
+//! caller unmaps it).  Evicts what the budget requires.
+static int huge_cache_run(char* base, size_t size, const huge_pieces_t* pc, int reg) {
+  uint64_t now = hak__os_now_ns();
+  if (size > bc_budget(now)) return 0;
+  bc_victim_t victims[BC_SLOTS + 1];
+  pthread_mutex_lock(&bc_lock);
+  int k = bc_evict_locked(size, now, 0, victims);
+  bc_insert_locked(base, size, pc, reg, now);
+  pthread_mutex_unlock(&bc_lock);
+  hak__bg_kick();
+  bc_unmap_all(victims, k);
+  return 1;
+}
+
+//! Takes the first len bytes of the cached run that starts at `at`, if
+//! there is one that long and the pieces fit after pc (which then holds
+//! them, from offset `off`); returns whether it did.
+static int bc_take_after(char* at, size_t len, huge_pieces_t* pc, size_t off) {
+  if (!atomic_load_explicit(&bc_bytes, memory_order_relaxed)) return 0;
+  int ok = 0;
+  pthread_mutex_lock(&bc_lock);
+  for (int i = 0; i < bc_n; i++)
+    if (bc[i].base == at) {
+      huge_pieces_t front;
+      pieces_slice(&bc[i].pc, 0, len, &front);
+      if (bc[i].size >= len && pieces_append(pc, &front, off)) {
+        bc_unreg(&bc[i]);
+        bc_cut_front(i, len);
+        ok = 1;
+      }
+      break;
+    }
+  pthread_mutex_unlock(&bc_lock);
+  return ok;
+}
+
 //! Caches the block's run (or unmaps it: far-aligned, secure, or over budget).
 void hak__huge_free(void* p) {
   huge_hdr_t* hd = huge_hdr_of(p);
@@ -458,26 +495,15 @@ void hak__huge_free(void* p) {
   hd->live = 0;
   hak_heap_t* h = hak__heap_current();
   if (h) HAK_CSTAT(h, HAK_STAT_HUGE, free, 1);
-  void* base = hd->base;
+  char* base = hd->base;
   size_t map_size = hd->map_size;
   atomic_fetch_sub_explicit(&huge_live, map_size, memory_order_relaxed);
-  size_t budget = bc_budget(hak__os_now_ns());
-  int far = (void*)hd != base;
-  bc_victim_t victims[BC_SLOTS + 1];
-  int k = 0;
-  if (!far && map_size <= budget && !hak__opt.secure) {
-    uint64_t now = hak__os_now_ns();
-    pthread_mutex_lock(&bc_lock);
-    k = bc_evict_locked(map_size, now, 0, victims);
-    bc_insert_locked(hd, now);
-    pthread_mutex_unlock(&bc_lock);
-    hak__bg_kick();
-  } else {
+  int far = (void*)hd != (void*)base;
+  if (far || hak__opt.secure || !huge_cache_run(base, map_size, &hd->pc, 1)) {
     huge_register(hd, 0);
     hak__os_unmap(base, map_size);
     hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)map_size);
   }
-  bc_unmap_all(victims, k);
 }
 
 //! Usable bytes of a live huge block.
@@ -541,10 +567,16 @@ void* hak__huge_realloc(void* p, size_t size) {
   size_t old = hd->map_size;
   if (need == old) return p;
   char* base = hd->base;
-  if (need < old) {                             /* the tail goes back to the OS */
-    hak__os_unmap(base + need, old - need);
-    hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)(old - need));
+  if (need < old) {                             /* the tail is cached like a freed run */
+    huge_pieces_t tail;
+    pieces_slice(&hd->pc, need, old, &tail);
     pieces_slice(&hd->pc, 0, need, &hd->pc);
+    if (!huge_cache_run(base + need, old - need, &tail, 0)) {
+      hak__os_unmap(base + need, old - need);
+      hak__layer_mapped_add(HAK_LAYER_HUGE, -(int64_t)(old - need));
+    }
+  } else if (bc_take_after(base + old, need - old, &hd->pc, old)) {
+    /* grew over the cached run that follows it: no system call */
   } else {
     size_t last = hd->pc.at[hd->pc.n - 1];      /* only the last piece can grow in place */
     if (hak__os_remap_inplace(base + last, old - last, need - last) == 0) {

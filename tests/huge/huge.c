@@ -4,7 +4,7 @@
  *  - a request larger than every cached run is still served from cached
  *    pages: RSS and mapped bytes do not grow by its size;
  *  - realloc keeps the contents of such a multi-mapping block, growing,
- *    shrinking and growing again;
+ *    shrinking and growing again (in place, over its cached old tail);
  *  - the cache holds no more than was freed since the recent peak,
  *    malloc_trim empties it, and idle cached runs go back to the OS on
  *    their own (decay), a large burst as well as a single block;
@@ -116,6 +116,9 @@ static void test_compose(void) {
   for (int i = 0; i < 4; i++) {
     unsigned char* r = realloc(q, steps[i]);
     CHECK(r, "realloc(%zu)", steps[i]);
+    /* shrinking cached the tail; growing again takes it back in place */
+    CHECK(i != 2 || r == q, "realloc 5 -> 30 MiB moved the block (%p -> %p) though its old tail was cached", (void*)q,
+          (void*)r);
     q = r;
     if (steps[i] < kept) kept = steps[i];
     size_t off = hk_verify_prefix(q, n, kept, 77, 1);
