@@ -38,7 +38,7 @@ static const opt_def_t opt_table[] = {
   {"HAKMEM_CAP_MID",            OPT_INT, O(cap_mid),           16, 0, 4096, 0, "cached free pages kept per Mid class (CAP)"},
   {"HAKMEM_CAP_LARGE",          OPT_INT, O(cap_large),          4, 0, 4096, 0, "cached free MiB kept per Large class (CAP)"},
   {"HAKMEM_WMAX_MID",           OPT_DBL, O(wmax_mid),         1.6, 1.0, 2.0, 0, "max round-up when borrowing a larger Mid class"},
-  {"HAKMEM_HUGE_CACHE_MB",      OPT_INT, O(huge_cache_mb),    128, 0, 65536, 0, "BigCache budget for huge mappings"},
+  {"HAKMEM_HUGE_CACHE_MB",      OPT_INT, O(huge_cache_mb),    128, 0, 65536, 0, "BigCache floor: huge mappings kept cached (more while recent peaks need it)"},
   {"HAKMEM_DECAY_MS",           OPT_INT, O(decay_ms),         250, 0, 600000, 0, "decay window: free pages idle this long go back to the OS"},
   {"HAKMEM_HUGE_DECAY_MS",      OPT_INT, O(huge_decay_ms),   1000, 0, 600000, 0, "idle time before a cached huge mapping is unmapped"},
   {"HAKMEM_LEARN",              OPT_INT, O(learn),              0, 0, 1, 0, "start the learner thread"},

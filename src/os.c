@@ -109,6 +109,20 @@ static int os_under_valgrind(void) {
   return v;
 }
 
+//! Whether pages may move onto a reserved range with mremap (not under
+//! valgrind: see above).
+int hak__os_can_move(void) { return !os_under_valgrind(); }
+
+//! Maps fresh pages over [p, p + size) of a range we reserved (a failed
+//! mremap may have unmapped its target); 0 on success.  Not counted: the
+//! bytes were counted with the reservation.
+int hak__os_map_fixed(void* p, size_t size) {
+  int e = errno;
+  void* q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  errno = e;
+  return q == p ? 0 : -1;
+}
+
 //! mremap, optionally to a fixed (already reserved) address.
 void* hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed) {
   if (os_fault_now()) { errno = ENOMEM; return NULL; }

@@ -12,6 +12,8 @@ void   hak__os_unmap(void* p, size_t size);
 void   hak__os_decommit(void* p, size_t size);         /* MADV_DONTNEED: RSS goes, mapping stays */
 void*  hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed); /* mremap */
 int    hak__os_remap_inplace(void* p, size_t old_size, size_t new_size);      /* 0 on success */
+int    hak__os_can_move(void);                              /* mremap onto a reservation works */
+int    hak__os_map_fixed(void* p, size_t size);             /* fresh pages over our own range; 0 ok */
 void   hak__os_thp(void* p, size_t size, int on);
 void   hak__os_nohuge(void* p, size_t size);
 void   hak__os_guard(void* p, size_t size);                 /* PROT_NONE: a guard page */
