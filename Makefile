@@ -13,6 +13,9 @@
 #                       their cost; see src/fastpath.h)
 #   FAULT_INJECT=1      compile the OS-mapping fault-injection hook
 #                       (HAKMEM_FAULT_MMAP_NTH); always on in DEBUG/SAN builds
+#   HARDENED=1          hardened mode on by default (-DHAK_HARDENED=1):
+#                       HAKMEM_SECURE defaults to 1 (HAKMEM_SECURE=0 still
+#                       turns it off); see docs/DESIGN.md "Misuse"
 CC      ?= gcc
 SAN     ?=
 ifneq ($(SAN),)
@@ -39,6 +42,9 @@ OPT      += -DHAK_NO_CHECKS=1
 endif
 ifeq ($(FAULT_INJECT),1)
 OPT      += -DHAK_FAULT_INJECT=1
+endif
+ifeq ($(HARDENED),1)
+OPT      += -DHAK_HARDENED=1
 endif
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
