@@ -15,7 +15,9 @@
 #                       (HAKMEM_FAULT_MMAP_NTH); always on in DEBUG/SAN builds
 #   HARDENED=1          hardened mode on by default (-DHAK_HARDENED=1):
 #                       HAKMEM_SECURE defaults to 1 (HAKMEM_SECURE=0 still
-#                       turns it off); see docs/DESIGN.md "Misuse"
+#                       turns it off); see docs/DESIGN.md "Misuse".  Use a
+#                       BUILD of its own; its tests pass with HAKMEM_SECURE=0
+#                       (several check default-mode internals)
 CC      ?= gcc
 SAN     ?=
 ifneq ($(SAN),)
