@@ -16,6 +16,11 @@
 #   VALGRIND=0          leave out valgrind's client requests even where
 #                       <valgrind/memcheck.h> exists (without them,
 #                       HAKMEM_VALGRIND=1 warns and is ignored; src/valgrind.c)
+#   HARDENED=1          hardened mode on by default (-DHAK_HARDENED=1):
+#                       HAKMEM_SECURE defaults to 1 (HAKMEM_SECURE=0 still
+#                       turns it off); see docs/DESIGN.md "Misuse".  Use a
+#                       BUILD of its own; its tests pass with HAKMEM_SECURE=0
+#                       (several check default-mode internals)
 CC      ?= gcc
 SAN     ?=
 ifneq ($(SAN),)
@@ -45,6 +50,9 @@ OPT      += -DHAK_FAULT_INJECT=1
 endif
 ifeq ($(VALGRIND),0)
 OPT      += -DHAK_NO_VALGRIND=1
+endif
+ifeq ($(HARDENED),1)
+OPT      += -DHAK_HARDENED=1
 endif
 
 WARN     := -Wall -Wextra -Wno-unused-parameter

@@ -13,24 +13,35 @@
 
 uintptr_t hak__cookie;
 
-void hak__misuse(const char* what, const void* p, int cls) {
+//! Writes "hakmem: <what> <prep> <p> (<class>)" and aborts.
+__attribute__((noreturn, cold)) static void misuse_say(const char* what, const char* prep, const void* p, int cls) {
   char buf[256];
   int n;
   hak__vg_unwind();      /* HAKMEM_VALGRIND: memcheck reports again while the process dies */
   if (cls >= 0 && cls < HAK_SMALL_CLASSES)
-    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (class %d, %u bytes)\n", what, p, cls, hak__class_size[cls]);
+    n = snprintf(buf, sizeof buf, "hakmem: %s %s %p (class %d, %u bytes)\n", what, prep, p, cls, hak__class_size[cls]);
   else if (cls >= HAK_STAT_LARGE0 && cls < HAK_STAT_HUGE)
-    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (large class %d, %u bytes)\n", what, p,
+    n = snprintf(buf, sizeof buf, "hakmem: %s %s %p (large class %d, %u bytes)\n", what, prep, p,
                  cls - HAK_STAT_LARGE0, hak__large_size[cls - HAK_STAT_LARGE0]);
   else if (cls == HAK_STAT_HUGE)
-    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (huge block)\n", what, p);
+    n = snprintf(buf, sizeof buf, "hakmem: %s %s %p (huge block)\n", what, prep, p);
   else
-    n = snprintf(buf, sizeof buf, "hakmem: %s of %p (not a hakmem block)\n", what, p);
+    n = snprintf(buf, sizeof buf, "hakmem: %s %s %p (not a hakmem block)\n", what, prep, p);
   if (n > 0) hak__os_write_err(buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
   abort();
 }
 
+//! Misuse of the block p: "hakmem: <what> of <p> (<class>)", then abort.
+void hak__misuse(const char* what, const void* p, int cls) { misuse_say(what, "of", p, cls); }
+//! The same about a place: "hakmem: <what> at <p> (<class>)".
+void hak__misuse_at(const char* what, const void* p, int cls) { misuse_say(what, "at", p, cls); }
+
+//! A cached block about to be handed out has no free mark.
 void hak__bad_block(const void* p) {
+  /* a list head outside the small segments came from an overwritten link
+   * (default mode: links are plain); its page descriptor would be garbage */
+  if (hak__seg_kind((uintptr_t)p) != HAK_SEG_SMALL)
+    hak__misuse_at("corrupted free list (write after free?): a link points", p, -1);
   hak_page_t* pg = hak__page_of((uintptr_t)p);
   hak__misuse("double free (or write after free)", p, pg->cls);
 }

@@ -4,9 +4,14 @@
  * fails the CAS.  A popper walks links of blocks it does not own yet; the
  * memory stays mapped (segments are never unmapped) and each link is
  * checked against the segment map, so a stale link costs a retry, never a
- * fault.  Build switch HAK_CENTRAL_MUTEX swaps in a mutex for A/B runs. */
+ * fault.  Build switch HAK_CENTRAL_MUTEX swaps in a mutex for A/B runs.
+ *
+ * Links go through link.h (encoded in hardened mode).  A popper decodes
+ * links it may be reading stale, so a link that fails its check is only
+ * corruption if the head did not move meanwhile; otherwise it retries. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "link.h"
 
 #define FL_PTR_BITS 43
 #define FL_PTR_MASK ((UINT64_C(1) << FL_PTR_BITS) - 1)
@@ -32,16 +37,14 @@ HAK_INLINE void fl_retry(hak_heap_t* h, int* fails) {
   if (++*fails >= FL_BACKOFF_AFTER) { unsigned n = (unsigned)(*fails - FL_BACKOFF_AFTER); hak__os_backoff(&n); }
 }
 
-//! Reads a link of a block that another thread may own by now.
-__attribute__((no_sanitize("thread"))) static void* fl_link(void* blk) {
-  return __atomic_load_n((void**)blk, __ATOMIC_RELAXED);
+//! Reads the raw link of a block that another thread may own by now.
+__attribute__((no_sanitize("thread"))) static uintptr_t fl_link(void* blk) {
+  return __atomic_load_n((uintptr_t*)blk, __ATOMIC_RELAXED);
 }
 
-//! A link is plausible if it is 16-aligned and inside a hakmem segment.
-HAK_INLINE int fl_link_ok(void* p) {
-  uintptr_t a = (uintptr_t)p;
-  return (a & 15) == 0 && hak__seg_kind(a) != HAK_SEG_NONE && hak__seg_kind(a) <= HAK_SEG_LARGE;
-}
+//! The class of a list's blocks, for the link checks: that of its head
+//! (hardened mode only; a stale head's class fails the CAS anyway).
+HAK_INLINE int fl_class(void* first) { return hak__link_secure() ? hak__block_class(first) : -1; }
 
 #ifndef HAK_CENTRAL_MUTEX
 
@@ -50,7 +53,7 @@ void hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* la
   uint64_t old = atomic_load_explicit(&fl->head, memory_order_relaxed);
   int fails = 0;
   for (;;) {
-    *(void**)last = fl_ptr(old);
+    hak__link_set(last, fl_ptr(old));
     uint64_t nw = fl_pack(first, fl_tag(old) + 1);
     if (atomic_compare_exchange_weak_explicit(&fl->head, &old, nw, memory_order_release,
                                               memory_order_relaxed))
@@ -90,28 +93,30 @@ static void* fl_pop(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t*
     uint64_t old = atomic_load_explicit(&fl->head, memory_order_acquire);
     void* first = fl_ptr(old);
     if (!first) { *got = 0; return NULL; }
+    int cls = fl_class(first);
     void* last = first;
     uint32_t n = 1;
-    void* next = fl_link(first);
-    int bad = 0;
-    while (next && n < max) {
-      if (!fl_link_ok(next)) { bad = 1; break; }
+    void* next;
+    int ok = hak__link_try(first, fl_link(first), cls, &next);
+    while (ok && next && n < max) {
       last = next;
       n++;
-      next = fl_link(last);
+      ok = hak__link_try(last, fl_link(last), cls, &next);
     }
-    if (!bad && next && !fl_link_ok(next)) bad = 1;
-    if (bad) {
-      /* the list changed under us, or a freed block was written to */
-      if (atomic_load_explicit(&fl->head, memory_order_acquire) == old)
-        hak__misuse("corrupted free list (write after free?) near", last, -1);
+    if (!ok) {
+      /* the list changed under us (a stale link), or a free block was
+       * written to: if the head has not moved since we read it, nothing
+       * was popped meanwhile, so every link we read was current */
+      atomic_thread_fence(memory_order_acquire);
+      if (atomic_load_explicit(&fl->head, memory_order_relaxed) == old)
+        hak__link_corrupt(last, cls >= 0 ? cls : hak__block_class(last));
       fl_retry(h, &fails);
       continue;
     }
     uint64_t nw = fl_pack(next, fl_tag(old) + 1);
     if (atomic_compare_exchange_weak_explicit(&fl->head, &old, nw, memory_order_acquire,
                                               memory_order_relaxed)) {
-      *(void**)last = NULL;
+      hak__link_set(last, NULL);
       atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
       if (h) HAK_TSTAT(h, cas_ops, 1);
       *got = n;
@@ -126,8 +131,9 @@ void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
   while (!atomic_compare_exchange_weak_explicit(&fl->head, &old, fl_pack(NULL, fl_tag(old) + 1),
                                                 memory_order_acquire, memory_order_relaxed)) {}
   void* first = fl_ptr(old);
+  int cls = fl_class(first);
   uint32_t n = 0;
-  for (void* p = first; p; p = *(void**)p) n++;
+  for (void* p = first; p; p = hak__link_get(p, cls)) n++;
   atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
   *got = n;
   return first;
@@ -138,7 +144,7 @@ void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
 void hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* last, uint32_t n,
                                        hak_heap_t* h) {
   pthread_mutex_lock(&fl->lock);
-  *(void**)last = fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
+  hak__link_set(last, fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed)));
   atomic_store_explicit(&fl->head, fl_pack(first, 0), memory_order_relaxed);
   atomic_fetch_add_explicit(&fl->count, n, memory_order_relaxed);
   pthread_mutex_unlock(&fl->lock);
@@ -152,12 +158,13 @@ void hak__freelist_push_lockfree(hak_freelist_t* fl, void* blk, hak_heap_t* h) {
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t* h) {
   pthread_mutex_lock(&fl->lock);
   void* first = fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
+  int cls = first ? fl_class(first) : -1;
   uint32_t n = 0;
   void* last = NULL;
-  for (void* p = first; p && n < max; p = *(void**)p) { last = p; n++; }
+  for (void* p = first; p && n < max; p = hak__link_get(p, cls)) { last = p; n++; }
   if (last) {
-    atomic_store_explicit(&fl->head, fl_pack(*(void**)last, 0), memory_order_relaxed);
-    *(void**)last = NULL;
+    atomic_store_explicit(&fl->head, fl_pack(hak__link_get(last, cls), 0), memory_order_relaxed);
+    hak__link_set(last, NULL);
     atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
   }
   pthread_mutex_unlock(&fl->lock);
@@ -170,8 +177,9 @@ void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
   pthread_mutex_lock(&fl->lock);
   void* first = fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
   atomic_store_explicit(&fl->head, 0, memory_order_relaxed);
+  int cls = first ? fl_class(first) : -1;
   uint32_t n = 0;
-  for (void* p = first; p; p = *(void**)p) n++;
+  for (void* p = first; p; p = hak__link_get(p, cls)) n++;
   atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
   pthread_mutex_unlock(&fl->lock);
   *got = n;

@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "policy.h"
 #include "valgrind.h"
+#include "link.h"
 #include <string.h>
 
 __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec"))) = &hak__empty_heap;
@@ -82,7 +83,7 @@ void hak__heap_flush(hak_heap_t* h) {
     void* chain = hak__drain_remote_lockfree(h, c, &n);
     if (!chain) continue;
     void* last = chain;
-    while (*(void**)last) last = *(void**)last;
+    for (void* q; (q = hak__link_get(last, (int)c)) != NULL;) last = q;
     hak__small_central_push(h, c, chain, last, n);
   }
 }
@@ -178,7 +179,7 @@ void hak__heaps_drain_dead(hak_heap_t* self) {
       if (!ch) continue;
       void* last = ch;
       n = (uint32_t)(v & HAK_INBOX_MAX);
-      while (*(void**)last) last = *(void**)last;
+      for (void* q; (q = hak__link_get(last, (int)c)) != NULL;) last = q;
       hak__small_central_push(self, c, ch, last, n);
     }
   pthread_mutex_unlock(&heap_lock);

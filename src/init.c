@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "policy.h"
 #include "valgrind.h"
+#include "link.h"
 #include <sys/auxv.h>
 #include <string.h>
 
@@ -56,6 +57,7 @@ void hak__init(void) {
   uintptr_t ck = (uintptr_t)hak__os_now_ns() * 0x9E3779B97F4A7C15ull;
   if (rnd) { uintptr_t r; memcpy(&r, rnd + 8, sizeof r); ck ^= r; }
   hak__cookie = ck | 1;
+  hak__link_init();                 /* HAKMEM_SECURE: the free-list link key */
   hak__policy_init();
   hak__small_init();
   hak__l25_init();

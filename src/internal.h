@@ -321,6 +321,7 @@ void   hak__secure_free(hak_heap_t* h, void* p);
 size_t hak__secure_usable(const void* p);
 void   hak__secure_flush(hak_heap_t* h);
 __attribute__((noreturn, cold)) void hak__misuse(const char* what, const void* p, int cls);
+__attribute__((noreturn, cold)) void hak__misuse_at(const char* what, const void* p, int cls);
 __attribute__((noreturn, cold)) void hak__bad_block(const void* p);  /* mark missing at reuse */
 void* hak__bad_block_ret(const void* p);   /* the same, as a tail call: no frame on the fast path */
 HAK_INLINE void hak__take(void** p) {      /* a cached block is handed out */

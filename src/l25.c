@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "link.h"
 #include <errno.h>
 
 #define L25_FIRST   ((uintptr_t)64 * 1024)
@@ -69,7 +70,7 @@ uint64_t hak__l25_cached_blocks(unsigned cls) {
 }
 
 //! Finds the segment and block index of p; -1 if p is not a block start.
-static int l25_index(const void* p, l25_seg_t** sp) {
+HAK_INLINE int l25_index(const void* p, l25_seg_t** sp) {
   uintptr_t a = (uintptr_t)p;
   l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
   *sp = s;
@@ -143,28 +144,38 @@ static void* l25_borrow(hak_heap_t* h, unsigned cls) {
   return NULL;
 }
 
+//! The bin is empty: a batch from the hot list (the rest of it fills the
+//! bin), a borrow (*cls becomes the lender's class), the cold list, or a
+//! fresh block.  Out of line, so that the bin hit path stays short.
+static HAK_NOINLINE void* l25_refill(hak_heap_t* h, hak_large_bin_t* b, unsigned* clsp, int borrow) {
+  unsigned cls = *clsp;
+  uint32_t n;
+  hak__maintenance_tick();
+  void* p = hak__freelist_pop_lockfree(&l25_hot[cls], b->limit ? b->limit : 1, &n, h);
+  if (p) {
+    int lc = HAK_STAT_LARGE0 + (int)cls;
+    for (void* q = hak__link_get(p, lc); q; q = hak__link_get(q, lc)) b->items[b->count++] = q;
+    HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, central_pop, n);
+    l25_note_pop(cls);
+  } else if (borrow && (p = l25_borrow(h, cls))) {
+    *clsp = ((l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK))->cls;
+  } else {
+    p = hak__freelist_pop_lockfree(&l25_cold[cls], 1, &n, h);
+    if (!p) p = l25_carve(cls);
+    if (!p) { errno = ENOMEM; return NULL; }
+    HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
+  }
+  return p;
+}
+
 void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   hak_large_bin_t* b = &h->large[cls];
-  void* p = NULL;
+  void* p;
   if (b->count) {
     p = b->items[--b->count];
   } else {
-    uint32_t n;
-    hak__maintenance_tick();
-    void* chain = hak__freelist_pop_lockfree(&l25_hot[cls], b->limit ? b->limit : 1, &n, h);
-    if (chain) {
-      p = chain;
-      for (void* q = *(void**)chain; q; q = *(void**)q) b->items[b->count++] = q;
-      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, central_pop, n);
-      l25_note_pop(cls);
-    } else if (borrow && (p = l25_borrow(h, cls))) {
-      cls = ((l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK))->cls;
-    } else {
-      p = hak__freelist_pop_lockfree(&l25_cold[cls], 1, &n, h);
-      if (!p) p = l25_carve(cls);
-      if (!p) { errno = ENOMEM; return NULL; }
-      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
-    }
+    p = l25_refill(h, b, &cls, borrow);
+    if (!p) return NULL;
   }
   l25_seg_t* s;
   int idx = l25_index(p, &s);
@@ -186,7 +197,7 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
     if (!chain) break;
     extra -= n;
     while (chain) {
-      void* next = *(void**)chain;
+      void* next = hak__link_get(chain, HAK_STAT_LARGE0 + (int)cls);
       l25_seg_t* s;
       int idx = l25_index(chain, &s);
       atomic_store_explicit(&s->state[idx], L25_COLD, memory_order_relaxed);
@@ -253,6 +264,22 @@ size_t hak__l25_usable(const void* p) {
   return s->block_size;
 }
 
+//! 1 if p is a free block of Large class lcls (a decoded free-list link).
+//! May see a stale link of a lock-free pop: racy reads, no TSan (link.c).
+__attribute__((no_sanitize("thread"))) int hak__l25_link_ok(const void* p, unsigned lcls) {
+  l25_seg_t* s;
+  int idx = l25_index(p, &s);
+  if (idx < 0 || s->cls != lcls) return 0;
+  uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
+  return st == L25_FREE || st == L25_COLD;
+}
+
+//! The Large class of the block start p, or -1 (for checks and messages).
+__attribute__((no_sanitize("thread"))) int hak__l25_block_class(const void* p) {
+  l25_seg_t* s;
+  return l25_index(p, &s) < 0 || s->cls >= HAK_LARGE_CLASSES ? -1 : (int)s->cls;
+}
+
 int hak__l25_owns(const void* p) {
   l25_seg_t* s;
   int idx = l25_index(p, &s);
@@ -267,8 +294,8 @@ void hak__l25_flush(hak_heap_t* h) {
 }
 
 //! Counts a chain's blocks per segment (reclaimer scratch).
-static void l25_count(void* chain, uint32_t gen) {
-  for (void* p = chain; p; p = *(void**)p) {
+static void l25_count(void* chain, unsigned cls, uint32_t gen) {
+  for (void* p = chain; p; p = hak__link_get(p, HAK_STAT_LARGE0 + (int)cls)) {
     l25_seg_t* s = (l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK);
     if (s->trim_gen != gen) { s->trim_gen = gen; s->trim_count = 0; }
     s->trim_count++;
@@ -280,7 +307,7 @@ static void l25_count(void* chain, uint32_t gen) {
 static void l25_sort(void* chain, unsigned cls, l25_seg_t** dead) {
   const uint32_t DEAD = 0x80000000u, KEEP = 0x40000000u;
   while (chain) {
-    void* next = *(void**)chain;
+    void* next = hak__link_get(chain, HAK_STAT_LARGE0 + (int)cls);
     l25_seg_t* s = (l25_seg_t*)((uintptr_t)chain & ~HAK_SEG_MASK);
     if (!(s->trim_count & (DEAD | KEEP))) {
       uint32_t carved = s == l25_cur[cls] ? l25_next[cls] : s->nblocks;
@@ -314,8 +341,8 @@ static size_t l25_reclaim(void) {
     void* cold = hak__freelist_take_all(&l25_cold[c], &n2);
     if (!hot && !cold) continue;
     if (++gen == 0) gen = 1;
-    l25_count(hot, gen);
-    l25_count(cold, gen);
+    l25_count(hot, c, gen);
+    l25_count(cold, c, gen);
     l25_sort(hot, c, &dead);
     l25_sort(cold, c, &dead);
   }

@@ -27,7 +27,7 @@ typedef struct opt_def {
 static const opt_def_t opt_table[] = {
   {"HAKMEM_VERBOSE",            OPT_INT, O(verbose),            0, 0, 1, 0, "print the effective options at start"},
   {"HAKMEM_STATS",              OPT_INT, O(stats),              0, 0, 1, 0, "print the stats table to stderr at exit"},
-  {"HAKMEM_SECURE",             OPT_INT, O(secure),             0, 0, 1, 0, "hardened mode: trailers, poisoned delayed reuse, guard pages"},
+  {"HAKMEM_SECURE",             OPT_INT, O(secure), HAK_SECURE_DEFAULT, 0, 1, 0, "hardened mode: trailers, poisoned delayed reuse, guard pages, encoded free-list links"},
   {"HAKMEM_VALGRIND",           OPT_INT, O(valgrind),           0, 0, 1, 0, "under valgrind: memcheck sees hakmem's blocks (leaks, use after free)"},
   {"HAKMEM_KEEP",               OPT_INT, O(keep),               0, 0, 1, 0, "never return cached memory to the OS"},
   {"HAKMEM_BG",                 OPT_INT, O(bg),                 1, 0, 1, 0, "background thread that returns idle memory (decay)"},

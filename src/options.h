@@ -19,6 +19,13 @@ typedef struct hak_options {
   long   fault_mmap_nth;
 } hak_options_t;
 
+/* Build switch HAK_HARDENED (make HARDENED=1): HAKMEM_SECURE defaults to 1 */
+#ifdef HAK_HARDENED
+#define HAK_SECURE_DEFAULT 1
+#else
+#define HAK_SECURE_DEFAULT 0
+#endif
+
 extern hak_options_t hak__opt;
 void hak__options_init(void);      /* reads the environment; never allocates */
 void hak__options_print(void);     /* HAKMEM_VERBOSE=1 */

@@ -10,32 +10,33 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "link.h"
 #include <errno.h>
 
 //! Moves a chain into the ring; what does not fit goes to the overflow list.
-static void pool_fill_ring(PoolTLSBin* b, void* chain) {
+static void pool_fill_ring(PoolTLSBin* b, unsigned cls, void* chain) {
   PoolTLSRing* r = &b->ring;
   while (chain && r->top < r->cap) {
     r->items[r->top++] = chain;
-    chain = *(void**)chain;
+    chain = hak__link_get(chain, (int)cls);
   }
   if (!chain) return;
   void* last = chain;
   uint32_t n = 1;
-  while (*(void**)last) { last = *(void**)last; n++; }
-  *(void**)last = b->lo_head;
+  for (void* q; (q = hak__link_get(last, (int)cls)) != NULL; n++) last = q;
+  hak__link_set(last, b->lo_head);
   if (!b->lo_head) b->lo_tail = last;
   b->lo_head = chain;
   b->lo_count += n;
 }
 
 //! Refills the ring from the overflow list: up to half the ring.
-static void pool_ring_from_lo(PoolTLSBin* b) {
+static void pool_ring_from_lo(PoolTLSBin* b, unsigned cls) {
   PoolTLSRing* r = &b->ring;
   uint32_t want = r->cap / 2;
   while (b->lo_head && r->top < want) {
     void* p = b->lo_head;
-    b->lo_head = *(void**)p;
+    b->lo_head = hak__link_get(p, (int)cls);
     b->lo_count--;
     r->items[r->top++] = p;
   }
@@ -75,10 +76,10 @@ static void pool_ring_from_run(PoolTLSRing* r, uintptr_t run, uint32_t n, uint32
 static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSRing* r = &b->ring;
   uint32_t n, want = r->cap / 2 ? r->cap / 2 : 1;
-  if (b->lo_head) { pool_ring_from_lo(b); return 1; }
+  if (b->lo_head) { pool_ring_from_lo(b, cls); return 1; }
   void* chain = hak__drain_remote_lockfree(h, cls, &n);
   if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
-  if (chain) { pool_fill_ring(b, chain); return 1; }
+  if (chain) { pool_fill_ring(b, cls, chain); return 1; }
   uintptr_t run = hak__small_carve(h, cls, want, &n, 0);
   if (!run) return 0;
   pool_ring_from_run(r, run, n, hak__class_size[cls]);
@@ -121,11 +122,10 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) 
 //! its bound the whole list goes to the central shard in one CAS.
 void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   PoolTLSBin* b = &h->mid[cls - HAK_TINY_CLASSES];
-  uintptr_t* w = p;
-  w[1] = hak__cookie ^ (uintptr_t)p;
+  hak__mark_free(p);
   HAK_CSTAT(h, cls, free, 1);
   if (b->ring.top < b->ring.cap) { b->ring.items[b->ring.top++] = p; return; }
-  w[0] = (uintptr_t)b->lo_head;
+  hak__link_set(p, b->lo_head);
   if (!b->lo_head) b->lo_tail = p;
   b->lo_head = p;
   if (++b->lo_count <= b->lo_limit) return;
@@ -144,7 +144,7 @@ void hak__pool_flush(hak_heap_t* h) {
     PoolTLSRing* r = &b->ring;
     while (r->top) {
       void* p = r->items[--r->top];
-      *(void**)p = b->lo_head;
+      hak__link_set(p, b->lo_head);
       if (!b->lo_head) b->lo_tail = p;
       b->lo_head = p;
       b->lo_count++;

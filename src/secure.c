@@ -7,10 +7,14 @@
  *    slack between the request and the trailer is filled with a pattern.
  *    free checks both: an overflow past the request is caught.
  *    malloc_usable_size reports the request exactly.
- *  - Freed blocks are poisoned and wait in a per-thread FIFO of
- *    HAK_QUAR_N blocks before they can be reused (delayed reuse); the
- *    poison is checked when they leave it: a write after free is caught.
- *    A block freed twice while it waits is caught by its free mark.
+ *  - Freed blocks are poisoned (all but the free mark in word 1) and wait
+ *    in a per-thread FIFO of HAK_QUAR_N blocks before they can be reused
+ *    (delayed reuse); the poison is checked when they leave it: a write
+ *    after free is caught.  A block freed twice while it waits is caught by
+ *    its free mark.
+ *  - Once out of the FIFO, a block's free-list link is stored encoded and
+ *    checked when read (link.h): a write after free that forges it aborts
+ *    instead of steering malloc to the attacker's address.
  *  - Huge blocks get a PROT_NONE guard page after them and are unmapped
  *    at free (no reuse), so overflows and late reads fault at once. */
 #define _GNU_SOURCE
@@ -19,7 +23,7 @@
 #include <string.h>
 
 #define SEC_SLACK  0xAB      /* between the request and the trailer */
-#define SEC_POISON 0xDF      /* a freed block, after its two link words */
+#define SEC_POISON 0xDF      /* a freed block, but for the free mark (word 1) */
 #define SEC_POISON_MAX 4096  /* poison at most this much of a block */
 
 HAK_INLINE uintptr_t sec_trailer(const void* p, size_t n) {
@@ -68,7 +72,9 @@ static void sec_check_poison(void* p, size_t max) {
   size_t bs = hak__block_size(p);
   size_t lim = bs < SEC_POISON_MAX ? bs : SEC_POISON_MAX;
   if (lim > max) lim = max;
-  if ((((uintptr_t*)p)[1]) != (hak__cookie ^ (uintptr_t)p)) hak__misuse("write after free", p, sec_cls(p));
+  const uintptr_t* w = p;
+  if (w[0] != 0x0101010101010101ull * SEC_POISON || w[1] != (hak__cookie ^ (uintptr_t)p))
+    hak__misuse("write after free", p, sec_cls(p));
   if (!sec_all(p, 16, lim, SEC_POISON)) hak__misuse("write after free", p, sec_cls(p));
 }
 
@@ -121,7 +127,7 @@ size_t hak__secure_usable(const void* p) {
 void hak__secure_free(hak_heap_t* h, void* p) {
   sec_check(p);
   size_t bs = hak__block_size(p);
-  memset((char*)p + 16, SEC_POISON, (bs < SEC_POISON_MAX ? bs : SEC_POISON_MAX) - 16);
+  memset(p, SEC_POISON, bs < SEC_POISON_MAX ? bs : SEC_POISON_MAX);
   hak__mark_free(p);                 /* a second free while it waits: caught by the mark */
   /* at most HAK_QUAR_N blocks and 8 MiB wait: older ones go first */
   h->quar_bytes += bs;

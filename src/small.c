@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "link.h"
 
 static hak_freelist_t central[HAK_SMALL_CLASSES][HAK_SHARDS];
 static _Atomic int scav_busy[HAK_SMALL_CLASSES];
@@ -175,12 +176,12 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
           continue;
         void* chain = (void*)(old & ~(uintptr_t)HAK_INBOX_MAX);
         void* last = chain;
-        while (*(void**)last) last = *(void**)last;
-        *(void**)p = chain;
+        for (void* q; (q = hak__link_get(last, (int)cls)) != NULL;) last = q;
+        hak__link_set(p, chain);
         hak__small_central_push(h, cls, p, last, (uint32_t)n + 1);
         return;
       }
-      *(void**)p = (void*)(old & ~(uintptr_t)HAK_INBOX_MAX);
+      hak__link_set(p, (void*)(old & ~(uintptr_t)HAK_INBOX_MAX));
       if (atomic_compare_exchange_weak_explicit(box, &old, (uintptr_t)p | (n + 1), memory_order_release,
                                                 memory_order_relaxed))
         return;
@@ -283,13 +284,13 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     void* chain = hak__freelist_take_all(&central[cls][s], &n);
     if (!chain) continue;
     void* last = chain;
-    while (*(void**)last) last = *(void**)last;
-    *(void**)last = all;
+    for (void* q; (q = hak__link_get(last, (int)cls)) != NULL;) last = q;
+    hak__link_set(last, all);
     all = chain;
   }
   uint32_t gen = ++scav_gen[cls];
   if (gen == 0) gen = ++scav_gen[cls];
-  for (void* p = all; p; p = *(void**)p) {
+  for (void* p = all; p; p = hak__link_get(p, (int)cls)) {
     hak_page_t* pg = hak__page_of((uintptr_t)p);
     if (pg->scav_gen != gen) { pg->scav_gen = gen; pg->scav_count = 0; }
     pg->scav_count++;
@@ -304,7 +305,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   uint32_t keep_n = 0;
   hak_page_t* drop = NULL;
   for (void* p = all; p;) {
-    void* next = *(void**)p;
+    void* next = hak__link_get(p, (int)cls);
     hak_page_t* pg = hak__page_of((uintptr_t)p);
     uint32_t sc = pg->scav_count;
     if (!(sc & (KEEP | DROP))) {
@@ -323,8 +324,8 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     }
     if (sc & KEEP) {
       unsigned run = sc & 3;
-      *(void**)p = NULL;
-      if (tail[run]) *(void**)tail[run] = p; else head[run] = p;
+      hak__link_set(p, NULL);
+      if (tail[run]) hak__link_set(tail[run], p); else head[run] = p;
       tail[run] = p;
       keep_n++;
     }
@@ -333,7 +334,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   void* keep_head = NULL; void* keep_tail = NULL;
   for (int r = 2; r >= 0; r--) {          /* run 0 ends up on top */
     if (!head[r]) continue;
-    if (keep_head) *(void**)tail[r] = keep_head; else keep_tail = tail[r];
+    if (keep_head) hak__link_set(tail[r], keep_head); else keep_tail = tail[r];
     keep_head = head[r];
   }
   if (keep_head) hak__freelist_push_batch_lockfree(&central[cls][0], keep_head, keep_tail, keep_n, NULL);

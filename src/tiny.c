@@ -4,13 +4,14 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
+#include "link.h"
 #include <errno.h>
 
 //! Links a carved run of n blocks into a list of marked (free) blocks.
 static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   for (uint32_t i = 0; i < n; i++) {
-    void** q = (void**)(run + (uintptr_t)i * bs);
-    q[0] = i + 1 < n ? (void*)(run + (uintptr_t)(i + 1) * bs) : NULL;
+    void* q = (void*)(run + (uintptr_t)i * bs);
+    hak__link_set(q, i + 1 < n ? (void*)(run + (uintptr_t)(i + 1) * bs) : NULL);
     hak__mark_free(q);
   }
 }
@@ -52,34 +53,38 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   }
   void** p = b->head;
   hak__take(p);
-  b->head = p[0];
+  b->head = hak__link_get(p, (int)cls);
   b->count--;
   HAK_CSTAT(h, cls, alloc, 1);
   HAK_CSTAT(h, cls, req_bytes, req);
   return p;
 }
 
-//! Pushes p even past the limit, then spills a batch to central.
-void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
-  hak_tiny_bin_t* b = &h->tiny[cls];
-  uintptr_t* w = p;
-  w[0] = (uintptr_t)b->head;
-  w[1] = hak__cookie ^ (uintptr_t)p;
-  b->head = p;
-  b->count++;
-  HAK_CSTAT(h, cls, free, 1);
-  if (b->count <= b->limit) return;
+//! Spills an over-full list's newest blocks to the central lists: a base's
+//! worth, not half (a long list that overflows by a little should not send
+//! thousands of blocks through central).  Out of line: its link walk makes
+//! calls in hardened mode, and the push stays a leaf.
+static HAK_NOINLINE void tiny_spill(hak_heap_t* h, unsigned cls, hak_tiny_bin_t* b) {
   tiny_shrink_limit(b);
-  /* a base's worth, not half: a long list that overflows by a little
-   * should not send thousands of blocks through central */
   uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
   if (!n) n = 1;
   void* first = b->head;
   void* last = first;
-  for (uint32_t i = 1; i < n; i++) last = *(void**)last;
-  b->head = *(void**)last;
+  for (uint32_t i = 1; i < n; i++) last = hak__link_get(last, (int)cls);
+  b->head = hak__link_get(last, (int)cls);
   b->count -= n;
   hak__small_central_push(h, cls, first, last, n);
+}
+
+//! Pushes p even past the limit, then spills a batch to central.
+void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
+  hak_tiny_bin_t* b = &h->tiny[cls];
+  hak__link_set(p, b->head);
+  hak__mark_free(p);
+  b->head = p;
+  b->count++;
+  HAK_CSTAT(h, cls, free, 1);
+  if (b->count > b->limit) tiny_spill(h, cls, b);
 }
 
 //! Hands every cached Tiny block to the central lists (thread exit, trim).
@@ -89,7 +94,7 @@ void hak__tiny_flush(hak_heap_t* h) {
     if (!b->head) continue;
     void* last = b->head;
     uint32_t n = 1;
-    while (*(void**)last) { last = *(void**)last; n++; }
+    for (void* q; (q = hak__link_get(last, (int)c)) != NULL; n++) last = q;
     void* first = b->head;
     b->head = NULL;
     b->count = 0;

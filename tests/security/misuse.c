@@ -14,6 +14,10 @@
  * Asserted (both modes): the default mode's promise -- a pointer hakmem does
  * not own, an interior pointer, an immediate double free -- is caught, and the
  * message names hakmem, the pointer, and (tiny/mid double frees) the class.
+ * Asserted in secure mode only: a free-list link overwritten after the free
+ * (the link/... cases: a use-after-free write of one word, a linear overflow
+ * into a free neighbour) aborts with "corrupted free list link at <the
+ * block> (<class>)" before malloc can return the attacker's address.
  * Everything else is counted and printed per mode. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -201,6 +205,114 @@ static int c_uaf_read_huge(void) {           /* unmapped (or guarded) after free
   (void)c;
   return EX_MISSED;
 }
+/* ---- free-list links overwritten (encoded and checked in secure mode) ----
+ * The victim is freed, then 300 other blocks: in secure mode that pushes it
+ * out of the delayed-reuse FIFO into its free list, where its first word is
+ * a link (in default mode it is there at once).  Only the link word is
+ * written; the free mark beside it stays intact, so the link is all that
+ * stands between the attacker and malloc.  Then up to 4096 mallocs of the
+ * size: returning the fake block is "corrupted". */
+static char g_fake[512] __attribute__((aligned(64)));
+static void* g_fill[300];
+//! 300 small blocks whose frees push earlier ones out of the secure FIFO.
+static void fill_alloc(void) { for (int i = 0; i < 300; i++) g_fill[i] = must(A_MALLOC(16)); }
+//! Frees them.
+static void fill_free(void) { for (int i = 0; i < 300; i++) A_FREE(g_fill[i]); }
+//! 1 if x points into the attacker's fake block.
+static int in_fake(const void* x) { return (const char*)x >= g_fake && (const char*)x < g_fake + sizeof g_fake; }
+
+//! Mallocs of n until the fake block (or target) comes back.
+static int drain_for(size_t n, const void* target) {
+  for (int i = 0; i < 4096; i++) {
+    void* x = A_MALLOC(n);
+    if (!x) return EX_MITIGATED;
+    if (in_fake(x) || x == target) return EX_CORRUPTED;
+  }
+  return EX_MISSED;
+}
+
+/* pre: same-class blocks freed first, so that the victim lands on a linked
+ * list and not in an array cache (Mid ring of 32, Large bin of 3);
+ * forge: also write a valid free mark into the fake block, as an attacker
+ * who read one freed block's mark (cookie ^ its address) can */
+//! Overwrites the link of a freed block of n bytes with the fake block.
+static int link_attack(size_t n, int pre, int forge) {
+  char* blk[64];
+  fill_alloc();
+  for (int i = 0; i < pre; i++) blk[i] = must(A_MALLOC(n));
+  char* v = must(A_MALLOC(n));
+  for (int i = 0; i < pre; i++) A_FREE(blk[i]);
+  say_ptr(v);
+  A_FREE(v);
+  fill_free();
+  uintptr_t* w = (uintptr_t*)v;
+  if (forge) ((uintptr_t*)g_fake)[1] = (w[1] ^ (uintptr_t)v) ^ (uintptr_t)g_fake;
+  w[0] = (uintptr_t)g_fake;                  /* the write after free */
+  return drain_for(n, NULL);
+}
+static int c_link_tiny(void) { return link_attack(64, 0, 0); }
+static int c_link_tiny_forged(void) { return link_attack(64, 0, 1); }
+static int c_link_mid(void) { return link_attack(8000, 40, 0); }
+static int c_link_mid_forged(void) { return link_attack(8000, 40, 1); }
+static int c_link_large(void) { return link_attack(300000, 4, 0); }
+
+//! The link redirected to a live block of the class, its mark forged: two
+//! owners for one block if malloc follows it.
+static int c_link_to_live(void) {
+  fill_alloc();
+  char* live = must(A_MALLOC(64));
+  char* v = must(A_MALLOC(64));
+  say_ptr(v);
+  A_FREE(v);
+  fill_free();
+  uintptr_t* w = (uintptr_t*)v;
+  ((uintptr_t*)live)[1] = (w[1] ^ (uintptr_t)v) ^ (uintptr_t)live;
+  w[0] = (uintptr_t)live;
+  return drain_for(64, live);
+}
+
+//! A linear overflow from a live block into its free neighbour's link.
+static int c_link_neighbour(void) {
+  char* blk[64];
+  fill_alloc();
+  for (int i = 0; i < 64; i++) blk[i] = must(A_MALLOC(56));   /* 64-byte blocks, either mode */
+  int a = -1, b = -1;
+  for (int i = 0; i < 64 && a < 0; i++)
+    for (int j = 0; j < 64; j++)
+      if (blk[j] == blk[i] + 64) { a = i; b = j; break; }
+  if (a < 0) return EX_MITIGATED;              /* no two adjacent blocks */
+  say_ptr(blk[b]);
+  A_FREE(blk[b]);
+  fill_free();
+  for (size_t off = 56; off < 72; off += 8) {  /* the slack (secure: the trailer), then the link */
+    uintptr_t f = (uintptr_t)g_fake;
+    memcpy(blk[a] + off, &f, 8);
+  }
+  return drain_for(56, NULL);
+}
+
+/* The victim's list reaches the central lists (its thread exits) and is
+ * popped there by another thread: the lock-free pop's check. */
+//! Thread: frees the victim and exits, flushing its lists to central.
+static void* link_central_thread(void* arg) {
+  fill_alloc();
+  char* v = must(A_MALLOC(64));
+  A_FREE(v);
+  fill_free();
+  *(char**)arg = v;
+  return NULL;
+}
+//! Overwrites the link of that victim, now in a central list.
+static int c_link_central(void) {
+  char* v;
+  pthread_t t;
+  pthread_create(&t, NULL, link_central_thread, &v);
+  pthread_join(t, NULL);
+  say_ptr(v);
+  ((uintptr_t*)v)[0] = (uintptr_t)g_fake;
+  return drain_for(64, NULL);
+}
+
 /* ---- other entry points with foreign pointers ---- */
 static int c_realloc_invalid(void) { char buf[64]; say_ptr(buf); void* r = A_REALLOC(buf, 100); (void)r; return EX_MISSED; }
 static int c_realloc_after_free(void) {
@@ -257,8 +369,22 @@ static const case_t cases[] = {
   {"realloc/invalid", c_realloc_invalid, 0, {0}, 0, 0},
   {"realloc/after-free", c_realloc_after_free, 0, {0}, 0, 0},
   {"realloc/interior", c_realloc_interior, 0, {0}, 0, 0},
+  {"link/uaf-tiny", c_link_tiny, 0, {0}, 0, 0},
+  {"link/uaf-tiny-forged-mark", c_link_tiny_forged, 0, {0}, 0, 0},
+  {"link/uaf-mid", c_link_mid, 0, {0}, 0, 0},
+  {"link/uaf-mid-forged-mark", c_link_mid_forged, 0, {0}, 0, 0},
+  {"link/uaf-large", c_link_large, 0, {0}, 0, 0},
+  {"link/uaf-to-live-block", c_link_to_live, 0, {0}, 0, 0},
+  {"link/overflow-neighbour", c_link_neighbour, 0, {0}, 0, 0},
+  {"link/uaf-central-list", c_link_central, 0, {0}, 0, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
+
+//! What secure mode must report for a case (the link/... cases), with the
+//! pointer and the class; NULL if secure mode promises nothing more.
+static const char* secure_what(const case_t* c) {
+  return strncmp(c->name, "link/", 5) ? NULL : "corrupted free list link at";
+}
 
 enum { R_CAUGHT, R_MITIGATED, R_CORRUPTED, R_CRASHED, R_MISSED, R_N };
 static const char* rname[R_N] = {"caught", "mitigated", "corrupted", "crashed", "missed"};
@@ -270,7 +396,7 @@ static int run_case(const char* self, size_t ci, int secure, char* msg, size_t m
   if (pid == 0) {
     dup2(fd[1], 2);
     close(fd[0]); close(fd[1]);
-    if (secure) setenv("HAKMEM_SECURE", "1", 1); else unsetenv("HAKMEM_SECURE");
+    setenv("HAKMEM_SECURE", secure ? "1" : "0", 1);   /* "0": also default mode in a HARDENED=1 build */
     char idx[16];
     snprintf(idx, sizeof idx, "%zu", ci);
     execl(self, self, "--case", idx, (char*)NULL);
@@ -300,6 +426,10 @@ static int run_case(const char* self, size_t ci, int secure, char* msg, size_t m
         if (!ptr[0] || !strstr(hm, ptr)) *bad_msg = 1;
         if (!what_ok) *bad_msg = 2;
         if (c->need_class && !strstr(hm, "class")) *bad_msg = 3;
+      } else if (secure_what(c) && secure) {
+        if (!ptr[0] || !strstr(hm, ptr)) *bad_msg = 1;
+        if (!strstr(hm, secure_what(c))) *bad_msg = 2;
+        if (!strstr(hm, "class")) *bad_msg = 3;
       }
       return R_CAUGHT;
     }
@@ -323,7 +453,7 @@ int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char* self = rel_self_path();
   int count[2][R_N] = {{0}};
-  int promised_total = 0, promised_caught[2] = {0, 0};
+  int promised_total = 0, promised_caught[2] = {0, 0}, secure_total = 0;
   int failures = 0;
   static char msg[8192];
   printf("misuse: %zu cases, api %s\n", NCASES, REL_API_NAME);
@@ -338,7 +468,8 @@ int main(int argc, char** argv) {
       char* hm = strstr(msg, "hakmem: ");
       first_line[mode][0] = 0;
       if (hm) { snprintf(first_line[mode], sizeof first_line[mode], "%s", hm); char* nl = strchr(first_line[mode], '\n'); if (nl) *nl = 0; }
-      if (cases[ci].promised) {
+      int must_catch = cases[ci].promised || (secure_what(&cases[ci]) && mode == 1);
+      if (must_catch) {
         if (res[mode] == R_CAUGHT && !bad) promised_caught[mode]++;
         else {
           failures++;
@@ -350,13 +481,18 @@ int main(int argc, char** argv) {
       }
     }
     if (cases[ci].promised) promised_total++;
-    printf("%-28s %-10s %-10s%s %s\n", cases[ci].name, rname[res[0]], rname[res[1]], cases[ci].promised ? " [promised]" : "",
+    if (secure_what(&cases[ci])) secure_total++;
+    printf("%-28s %-10s %-10s%s %s\n", cases[ci].name, rname[res[0]], rname[res[1]],
+           cases[ci].promised ? " [promised]" : secure_what(&cases[ci]) ? " [secure]" : "",
            first_line[0][0] ? first_line[0] : first_line[1]);
+    if (secure_what(&cases[ci]) && first_line[0][0] && first_line[1][0])
+      printf("%-28s %-10s %-10s%s %s\n", "", "", "", "         ", first_line[1]);
   }
   for (int mode = 0; mode < 2; mode++)
     printf("misuse: %s mode: %d caught, %d mitigated, %d corrupted, %d crashed, %d missed of %zu cases; promised %d/%d\n",
            mode ? "secure (HAKMEM_SECURE=1)" : "default", count[mode][R_CAUGHT], count[mode][R_MITIGATED], count[mode][R_CORRUPTED],
-           count[mode][R_CRASHED], count[mode][R_MISSED], NCASES, promised_caught[mode], promised_total);
+           count[mode][R_CRASHED], count[mode][R_MISSED], NCASES, promised_caught[mode],
+           promised_total + (mode ? secure_total : 0));
   if (failures) { fprintf(stderr, "FAIL misuse: %d promised detections failed\n", failures); return 1; }
   printf("misuse: ok\n");
   return 0;
