@@ -8,6 +8,9 @@
 # Both sides use the same build; the runs alternate A, B (order rotating),
 # REPEAT times (default 5), and the table gives the medians and B/A
 # (>1: B faster; for lower-is-better rows A/B).
+# Two builds: BENCH_SO_A=/path/a/libhakmem.so BENCH_SO_B=... (e.g. a
+# `make CENTRAL_MUTEX=1 BUILD=build-mutex` library against build/), with
+# ENV_A / ENV_B then as plain as 'HAKMEM_STATS=0'.
 # Env: RUNTIME (default 1), THREADS, WORKLOADS (default the Mid/Tiny set
 # below), REPEAT, BUILD, OUT (default bench/results/ab).  Also runs the
 # fastpath callgrind rows if WORKLOADS includes fastpath.

@@ -155,6 +155,7 @@ write_md() {
   [ -n "$HAK_ID" ] && echo "$HAK_ID"
   local v
   for v in $(compgen -e | grep '^BENCH_VARIANT_' || true); do echo "variant hakmem:${v#BENCH_VARIANT_} = ${!v}"; done
+  for v in $(compgen -e | grep "^BENCH_SO_" || true); do echo "build hakmem:${v#BENCH_SO_} = ${!v}"; done
   echo
   echo "Each cell: median throughput (or value) and median peak RSS. Ratio: $SUBJECT against the best of the others,"
   echo "as a speed-up (>1 means $SUBJECT is better; for lower-is-better rows it is best/$SUBJECT)."

@@ -2,7 +2,8 @@
 # Allocator table shared by the bench scripts (sourced, not run).
 # Needs $BUILD (default build); honours BENCH_<NAME>_SO overrides and
 # BENCH_HAKMEM_EXPECT (the dladdr substring for hakmem, default libhakmem).
-# "hakmem:LABEL" is hakmem with extra env (see run_bench_suite.sh).
+# "hakmem:LABEL" is hakmem with extra env (see run_bench_suite.sh), and with
+# BENCH_SO_LABEL=path another build of it (A/B of two builds: scripts/ab.sh).
 BUILD=${BUILD:-build}
 ARCH=${ARCH:-$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)}
 LIBDIR=${LIBDIR:-/usr/lib/$ARCH}
@@ -12,7 +13,10 @@ LIBDIR=${LIBDIR:-/usr/lib/$ARCH}
 # alloc_pkg NAME: how to get it
 alloc_so() {
   case ${1%%:*} in
-    hakmem)   echo "${BENCH_HAKMEM_SO:-$PWD/$BUILD/libhakmem.so}" ;;
+    hakmem)   # hakmem:LABEL may run another build: BENCH_SO_LABEL=/path/libhakmem.so
+              local v="BENCH_SO_${1#*:}"
+              if [[ $1 == *:* && -n "${!v:-}" ]]; then echo "${!v}"
+              else echo "${BENCH_HAKMEM_SO:-$PWD/$BUILD/libhakmem.so}"; fi ;;
     glibc)    echo "" ;;
     mimalloc) echo "${BENCH_MIMALLOC_SO:-$LIBDIR/libmimalloc.so.2}" ;;
     jemalloc) echo "${BENCH_JEMALLOC_SO:-$LIBDIR/libjemalloc.so.2}" ;;
