@@ -52,9 +52,39 @@ static uint32_t learn_clamp(const hak_learn_params_t* p, int64_t v) {
   return (uint32_t)v;
 }
 
+//! How far CAP rises for a window below the band: a step, or (proportional)
+//! toward CAP * target / hit, at most x max_factor and the window's missed
+//! units (at least 1: a move of a whole step near the band could jump
+//! across it).  Aiming at the band's middle leaves room both ways for a
+//! plant that is not quite proportional.
+static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
+  if (p->max_factor <= 1) return p->step;
+  double aim = p->target;
+  double f = hit * p->max_factor > aim ? aim / hit : (double)p->max_factor;
+  double up = ceil((double)cap * (f - 1.0));
+  if (up > (double)w->miss_units) up = (double)w->miss_units;    /* w: the peaks since the last change */
+  return up > 1 ? (uint64_t)up : 1;
+}
+
+//! How far CAP falls for a window above the band: a step, or (proportional)
+//! to CAP * target / hit, or lower, to what the cache served scaled the same
+//! way (a class served by its thread caches needs no CAP).
+static uint64_t learn_fall(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
+  if (p->max_factor <= 1) return p->step;
+  double aim = p->target;
+  double want = ceil((double)cap * aim / hit);
+  double need = ceil((double)w->drawn_units * aim / hit);
+  if (need < want) want = need;
+  double down = (double)cap - want;
+  return down > 1 ? (uint64_t)down : 1;
+}
+
 uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t* s,
                                  const hak_learn_window_t* w, uint64_t now) {
   int64_t next = s->cap;
+  if (w->miss_units > s->peak_missed) s->peak_missed = w->miss_units;
+  if (w->drawn_units > s->peak_drawn) s->peak_drawn = w->drawn_units;
+  hak_learn_window_t pw = {w->allocs, w->misses, s->peak_missed, s->peak_drawn};
   if (w->allocs < p->min_samples) {
     /* too few samples to judge a hit rate; a long quiet stretch means the
      * cache is not needed: decay toward min, by halves (at least a step) */
@@ -67,8 +97,8 @@ uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t*
     s->idle = 0;
     double hit = hak__learner_hit_rate(w);
     s->last_hit = hit;
-    if (hit < p->target - p->band) next = (int64_t)s->cap + p->step;
-    else if (hit > p->target + p->band) next = (int64_t)s->cap - p->step;
+    if (hit < p->target - p->band) next = (int64_t)s->cap + (int64_t)learn_rise(p, s->cap, hit, &pw);
+    else if (hit > p->target + p->band) next = (int64_t)s->cap - (int64_t)learn_fall(p, s->cap, hit, &pw);
   }
   uint32_t cap = learn_clamp(p, next);
   if (cap == s->cap) return cap;
@@ -83,13 +113,14 @@ uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t*
   s->reversals = rev ? (uint8_t)(s->reversals < 255 ? s->reversals + 1 : 255) : 0;
   s->last_dir = (int8_t)dir;
   s->last_change_ns = now;
+  s->peak_missed = s->peak_drawn = 0;      /* the next move is judged on the new CAP */
   return cap;
 }
 
 /* ---- W_MAX canary (pure) ----------------------------------------------------- */
 
 double hak__wmax_score(const hak_wmax_params_t* p, const hak_wmax_window_t* w) {
-  hak_learn_window_t lw = {w->allocs, w->misses};
+  hak_learn_window_t lw = {w->allocs, w->misses, 0, 0};
   double waste = w->handed_bytes > w->req_bytes
                      ? (double)(w->handed_bytes - w->req_bytes) / (double)w->handed_bytes : 0.0;
   return hak__learner_hit_rate(&lw) - p->frag_weight * waste;
@@ -175,6 +206,7 @@ void hak__learner_params_from_opt(int layer, hak_learn_params_t* p) {
   p->dwell_ns = (uint64_t)o->cap_dwell_sec_mid * 1000000000ull;   /* no Large dwell option */
   uint64_t idle = (uint64_t)HAK_LEARN_IDLE_WINDOWS * (uint64_t)o->learn_window_ms * 1000000ull;
   p->idle_ns = idle > p->dwell_ns ? idle : p->dwell_ns;
+  p->max_factor = HAK_LEARN_MAX_FACTOR;
   /* Large allocations are few and each costs much more: a smaller sample judges */
   p->min_samples = large ? (uint64_t)(o->learn_min_samples / 8 ? o->learn_min_samples / 8 : 1)
                          : (uint64_t)o->learn_min_samples;
@@ -294,18 +326,20 @@ static void learn_window(uint64_t now) {
     if (layer != HAK_LAYER_LARGE) m *= HAK_PAGE_SIZE / size;    /* a fresh page serves bpp blocks */
     hak_learn_class_t* s = &L.cls[i];
     uint64_t live = hak__ace_class_live(c, i);
-    hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live)};
+    uint64_t drawn = learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]);
+    uint64_t unit = layer == HAK_LAYER_LARGE ? 1 : HAK_PAGE_SIZE / size;   /* blocks per CAP unit */
+    hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live), 0, (drawn + unit - 1) / unit};
+    w.miss_units = (w.misses + unit - 1) / unit;
     uint32_t old = s->cap;
     uint32_t cap = hak__learner_cap_update(&L.par[layer], s, &w, now);
-    if (cap != old)
-      learn_publish(i, old, cap, learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]));
+    if (cap != old) learn_publish(i, old, cap, drawn);
     if (layer == HAK_LAYER_MID) {
       mw.allocs += a;
       mw.misses += w.misses;
       mw.handed_bytes += size * a;
       mw.req_bytes += learn_sub(c->c[HAK_CS_req_bytes][i], p->c[HAK_CS_req_bytes][i]);
     }
-    if (a)
+    if (a || cap != old)     /* an idle class's decay shows too */
       learn_log_put(buf, &n, sizeof buf, "%.3f,%llu,%s,%llu,%.4f,%u,%.3f,%llu,%zu\n", t,
                     (unsigned long long)size, learn_layer_name[layer], (unsigned long long)a,
                     hak__learner_hit_rate(&w), cap, wmax / 1000.0,
