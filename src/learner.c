@@ -239,7 +239,8 @@ static struct {
 } L = {.log_fd = -1};
 static _Atomic uint32_t learn_changes[LEARN_NCLS];     /* for the stats table, any thread */
 static _Atomic uint32_t learn_wmax_trials, learn_wmax_adopted;
-static hak_tstats_t learn_prev, learn_cur;             /* ~5 KiB each: not on the bg stack */
+static hak_tstats_t learn_prev, learn_cur, learn_tick; /* ~5 KiB each: not on the bg stack */
+static uint64_t learn_win_live[LEARN_NCLS];            /* most live blocks seen in the window */
 
 static inline uint64_t learn_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
@@ -325,7 +326,11 @@ static void learn_window(uint64_t now) {
     int layer = learn_layer(i);
     if (layer != HAK_LAYER_LARGE) m *= HAK_PAGE_SIZE / size;    /* a fresh page serves bpp blocks */
     hak_learn_class_t* s = &L.cls[i];
+    /* the window's most live blocks, not only its last: a burst that rose
+     * and fell within the window is growth, not misses */
     uint64_t live = hak__ace_class_live(c, i);
+    if (learn_win_live[i] > live) live = learn_win_live[i];
+    learn_win_live[i] = 0;
     uint64_t drawn = learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]);
     uint64_t unit = layer == HAK_LAYER_LARGE ? 1 : HAK_PAGE_SIZE / size;   /* blocks per CAP unit */
     hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live), 0, (drawn + unit - 1) / unit};
@@ -358,16 +363,28 @@ static void learn_window(uint64_t now) {
   L.windows++;
 }
 
-//! Called every background tick; acts once per HAKMEM_LEARN_WINDOW_MS.
+//! Between windows: every class's live blocks, kept at their most.
+static void learn_sample(void) {
+  hak__stats_sum(&learn_tick);
+  for (unsigned i = 0; i < LEARN_NCLS; i++) {
+    uint64_t live = hak__ace_class_live(&learn_tick, i);
+    if (live > learn_win_live[i]) learn_win_live[i] = live;
+  }
+}
+
+//! Called every background tick; acts once per HAKMEM_LEARN_WINDOW_MS and
+//! samples the live blocks on the ticks between.
 void hak__learner_step(uint64_t now) {
   if (!hak__opt.learn || atomic_load_explicit(&L.stopped, memory_order_acquire)) return;
-  if (L.ready && now - L.last_ns < L.window_ns) return;
   int expect = 0;
   if (!atomic_compare_exchange_strong(&L.busy, &expect, 1)) return;
-  if (!atomic_load(&L.stopped)) {
+  if (L.ready && now - L.last_ns < L.window_ns) {
+    if (!atomic_load(&L.stopped)) learn_sample();
+  } else if (!atomic_load(&L.stopped)) {
     if (!L.configured) learn_configure(now);
     if (!L.ready) {
       hak__stats_sum(&learn_prev);           /* the first window starts now */
+      memset(learn_win_live, 0, sizeof learn_win_live);
       L.ready = 1;
     } else {
       hak__stats_sum(&learn_cur);
