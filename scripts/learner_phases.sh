@@ -13,7 +13,8 @@
 # 4. With REPEAT > 0 (default 3): REPEAT interleaved rounds of every variant
 #    (VARIANTS, default "learn0 learn1"; the order rotates each round), and
 #    per phase the median throughput and mean RSS of each variant, to
-#    $OUT/phases-ab.md.  Variants: learn0 = HAKMEM_LEARN=0, learn1 =
+#    $OUT/phases-$TAG-ab.md; the rounds with a learner also log, and their
+#    convergence times per phase (as in 2.) are listed there too.  Variants: learn0 = HAKMEM_LEARN=0, learn1 =
 #    HAKMEM_LEARN=1, base1 = HAKMEM_LEARN=1 with the library built from
 #    git revision BASE_REV (the learner before a change), mimalloc.
 # Env: OUT (default bench/results), BUILD (default build), EXTRA_ENV (more
@@ -76,11 +77,24 @@ PHASES="$LOG.phases" TITLE="hakmem learner, bench/phases $ORDER x $PHASE_S s (HA
 read -r -a VS <<<"$VARIANTS"
 echo "learner_phases: $REPEAT rounds of ${VS[*]}, interleaved"
 : >"$WORK/all.csv"
+: >"$WORK/conv.csv"
 for ((r = 0; r < REPEAT; r++)); do
   for ((j = 0; j < ${#VS[@]}; j++)); do
     v=${VS[$(( (j + r) % ${#VS[@]} ))]}
-    run "$v" "" "$WORK/ph.csv" >/dev/null
+    lg=""
+    # the learner's runs log (kept in $OUT/phases-$TAG-rounds), for their convergence
+    [[ $v == *1 ]] && { mkdir -p "$OUT/phases-$TAG-rounds"; lg=$OUT/phases-$TAG-rounds/$v-$((r + 1)).csv; }
+    run "$v" "$lg" "$WORK/ph.csv" >/dev/null
+    [ -n "$lg" ] && cp "$WORK/ph.csv" "$lg.phases"
     awk -F, -v v="$v" -v r="$r" 'NR > 1 { print v "," r "," $0 }' "$WORK/ph.csv" >>"$WORK/all.csv"
+    if [ -n "$lg" ]; then
+      # per phase: the active classes' convergence time, "n/s" if not settled
+      ( for kv in "${EXTRA[@]}"; do export "${kv?}"; done
+        bash scripts/learner_convergence.sh "$lg" "$WORK/ph.csv" ) |
+        sed -n 's/^phase \([0-9]*\) \([A-C]\) .*active classes converged in \([0-9.-]*\) s.*/\1,\2,\3/p
+                s/^phase \([0-9]*\) \([A-C]\) .*active classes NOT SETTLED.* at \([0-9.-]*\) s.*/\1,\2,n\/s (\3)/p' |
+        awk -v v="$v" -v r="$r" '{ print v "," r "," $0 }' >>"$WORK/conv.csv"
+    fi
     echo "  round $((r + 1)) $v done"
   done
 done
@@ -103,4 +117,18 @@ awk -F, -v vs="$VARIANTS" '
         printf " %.3gM |", med(ops[k]) / 1e6; printf " %.1f / %.1f |", med(rss[k]) / 1024, med(last[k]) / 1024
         if (spread(ops[k]) > sp) sp = spread(ops[k]) }
       a = med(ops[p SUBSEP V[1]]); b = med(ops[p SUBSEP V[nv]])
-      printf " %.2f | %.0f%% |\n", a > 0 ? b / a : 0, sp } }' "$WORK/all.csv" | tee "$OUT/phases-$TAG-ab.md"
+      printf " %.2f | %.0f%% |\n", (a > 0 ? b / a : 0), sp } }' "$WORK/all.csv" | tee "$OUT/phases-$TAG-ab.md"
+if [ -s "$WORK/conv.csv" ]; then
+  cp "$WORK/conv.csv" "$OUT/phases-$TAG-conv.csv"
+  echo
+  echo "Convergence of the active classes per phase, every logged round (s; n/s = not settled, with the"
+  echo "time of the last move into a step of the final CAP):"
+  echo
+  # variant,round,phase,name,time -> | phase | variant: t1 t2 t3 |
+  awk -F, '{ k = $3 SUBSEP $1; t[k] = t[k] (t[k] == "" ? "" : ", ") $5; name[$3] = $4; if (!($1 in seenv)) { seenv[$1] = 1; V[++nv] = $1 }
+             if ($3 + 1 > np) np = $3 + 1 }
+    END { printf "| phase |"; for (i = 1; i <= nv; i++) printf " %s |", V[i]; printf "\n|---|"
+          for (i = 1; i <= nv; i++) printf "---|"; printf "\n"
+          for (p = 0; p < np; p++) { printf "| %d %s |", p, name[p]; for (i = 1; i <= nv; i++) printf " %s |", t[p SUBSEP V[i]]; printf "\n" } }' \
+    "$WORK/conv.csv" | tee -a "$OUT/phases-$TAG-ab.md"
+fi

@@ -18,22 +18,32 @@ MARKS=""
 if [ -n "${PHASES:-}" ]; then
   head -1 "$PHASES" | grep -q '^phase,name,start_s,end_s' ||
     { echo "plot_learner: $PHASES is not a phases file" >&2; exit 1; }
-  MARKS=$(awk -F, 'NR > 1 { printf "set arrow from first %s, graph 0 to first %s, graph 1 nohead dt 2 lc rgb \"#555555\"\n", $3, $3
+  MARKS=$(awk -F, 'NR > 1 { printf "set arrow from first %s, graph 0 to first %s, graph 1 nohead lw 1.5 lc rgb \"#555555\"\n", $3, $3
                             printf "set label \"%s\" at first %s + 0.4, graph 0.93 tc rgb \"#555555\"\n", $2, $3 }' "$PHASES")
 fi
 head -1 "$LOG" | grep -q '^time_s,class_size,layer,allocs,hit_rate,cap,wmax,waste_bytes,rss_bytes' ||
   { echo "plot_learner: $LOG does not look like a learner log" >&2; exit 1; }
 CLASSES=${3:-$(awk -F, 'NR > 1 { a[$2] += $4 } END { for (c in a) if (a[c] > 0) print a[c], c }' "$LOG" |
                sort -rn | head -8 | awk '{ print $2 }' | sort -n | tr '\n' ' ')}
-# one file per class (time, CAP, hit rate; the hit rate only for windows
-# that allocated), so each line is drawn unbroken; then RSS and total waste
+# per class a file of CAP (every row) and one of hit rate (windows that
+# allocated), so each line is drawn on its own; then RSS and total waste
 # per window
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
+# the window: the most common gap between consecutive row times
+WIN=$(awk -F, 'NR > 1 && $1 != last { if (last != "") g[sprintf("%.1f", $1 - last)]++; last = $1 }
+               END { for (k in g) if (g[k] > best) { best = g[k]; w = k }; print (w > 0 ? w : 1) }' "$LOG")
+HAVE=""
 for c in $CLASSES; do
-  awk -F, -v c="$c" 'NR > 1 && $2 == c { print $1, $6, ($4 > 0 ? $5 : "NaN"), $3 }' "$LOG" > "$TMPD/c$c"
+  awk -F, -v c="$c" 'NR > 1 && $2 == c { print $1, $6, $3 }' "$LOG" > "$TMPD/c$c"
+  # hit rate: windows that allocated; a gap of more than 1.5 windows breaks the line
+  awk -F, -v c="$c" 'NR > 1 && $2 == c && $4 > 0 { if (n++ && $1 - last > 1.5 * win) print ""; last = $1
+                                                   print $1, $5 }' win="$WIN" "$LOG" > "$TMPD/h$c"
+  if [ -s "$TMPD/c$c" ]; then HAVE+="$c "; else echo "plot_learner: class $c has no rows" >&2; fi
 done
-LABELS=$(for c in $CLASSES; do printf '%s(%s) ' "$c" "$(awk 'NR == 1 { print $4 }' "$TMPD/c$c")"; done)
+CLASSES=$HAVE
+[ -n "$CLASSES" ] || { echo "plot_learner: no class to draw" >&2; exit 1; }
+LABELS=$(for c in $CLASSES; do printf '%s(%s) ' "$c" "$(awk 'NR == 1 { print $3 }' "$TMPD/c$c")"; done)
 awk -F, 'NR > 1 { w[$1] += $8; r[$1] = $9 } END { for (t in r) print t, r[t] / 1048576, w[t] / 1048576 }' "$LOG" |
   sort -n > "$TMPD/tot"
 gnuplot <<GP
@@ -53,7 +63,7 @@ plot for [i = 1:words(classes)] "$TMPD/c".word(classes, i) using 1:2 with steps 
 unset logscale y
 set ylabel "hit rate"
 set yrange [0:1.05]
-plot for [i = 1:words(classes)] "$TMPD/c".word(classes, i) using 1:3 with linespoints pt 7 ps 0.4 title word(labels, i)
+plot for [i = 1:words(classes)] "$TMPD/h".word(classes, i) using 1:2 with linespoints pt 7 ps 0.4 title word(labels, i)
 set autoscale y
 set ylabel "MiB"
 plot "$TMPD/tot" using 1:2 with lines lw 2 title "RSS", "$TMPD/tot" using 1:3 with lines lw 2 title "waste (ACE)"
