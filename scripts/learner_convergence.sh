@@ -12,9 +12,12 @@
 #                Mid: HAKMEM_CAP_STEP_MID, default 4 pages; Large:
 #                HAKMEM_CAP_STEP_LARGE, default 2 blocks).  0 if CAP was
 #                already within a step of F when the phase began;
-#   settled      how long CAP then stayed put before the phase ended; under
-#                two dwells (HAKMEM_CAP_DWELL_SEC_MID, default 3 s) the
-#                figure is marked '?' (it may not be final).
+#   settled      how long CAP then stayed within that step before the phase
+#                ended; under two dwells (HAKMEM_CAP_DWELL_SEC_MID, default
+#                3 s) the figure is marked '?' (F may not be final) and the
+#                phase is NOT SETTLED; so it is when CAP still steps one way:
+#                its last two moves in one direction, the last of them less
+#                than two dwells before the end.
 # A class "matters" in a phase when it is active (at least
 # HAKMEM_LEARN_MIN_SAMPLES allocations, Large an eighth of it, in at least
 # half of the phase's windows): the headline is the largest converged time
@@ -62,7 +65,7 @@ awk -F, -v step_mid="${HAKMEM_CAP_STEP_MID:-4}" -v step_large="${HAKMEM_CAP_STEP
     bad = 0
     for (p = 1; p <= np; p++) {
       delete cls; delete act; delete fin; delete last_bad; delete first_t; delete prev; delete chg; delete lastcap
-      delete lastchg
+      delete ldir; delete pdir; delete lastchg
       # CAP of each class when the phase began: its last row before, else
       # the start value (src/policy.c: Large counts blocks of a 1 MiB budget)
       for (k in layer) {
@@ -77,8 +80,9 @@ awk -F, -v step_mid="${HAKMEM_CAP_STEP_MID:-4}" -v step_large="${HAKMEM_CAP_STEP
         if (!(k in first_t)) first_t[k] = t[i]
         ms = lay[i] == "large" ? (int(minsamp / 8) ? int(minsamp / 8) : 1) : minsamp
         if (al[i] >= ms) act[k]++
-        if (k in lastcap && cap[i] != lastcap[k]) { chg[k]++; lastchg[k] = t[i] }
-        if (!(k in lastcap) && cap[i] != prev[k]) { chg[k]++; lastchg[k] = t[i] }
+        before = (k in lastcap) ? lastcap[k] : prev[k]
+        if (cap[i] != before) {                        # a move: its time and direction, and the one before
+          chg[k]++; pdir[k] = ldir[k]; ldir[k] = cap[i] > before ? 1 : -1; lastchg[k] = t[i] }
         lastcap[k] = cap[i]
       }
       worst = -1; worstk = ""; worst_all = -1; unsettled = 0
@@ -96,23 +100,26 @@ awk -F, -v step_mid="${HAKMEM_CAP_STEP_MID:-4}" -v step_large="${HAKMEM_CAP_STEP
         if (conv == -1) conv = d0 > st ? first_t[k] - ps[p] : 0
         kind = (2 * act[k] >= nw[p]) ? "active" : "idle"
         if (kind == "idle" && (!chg[k] || !(k in ever))) { if (chg[k]) unused++; continue }
-        setl = (k in lastchg) ? pe[p] - lastchg[k] : pe[p] - ps[p]
-        mark = setl < 2 * dwell ? "?" : ""
+        setl = pe[p] - ps[p] - conv                     # time within a step of F before the end
+        # not settled: within a step of F only lately, or still stepping the
+        # same way (two moves in one direction, the last in the last two dwells)
+        trend = (k in lastchg) && pe[p] - lastchg[k] < 2 * dwell && chg[k] >= 2 && ldir[k] == pdir[k]
+        mark = (setl < 2 * dwell || trend) ? "?" : ""
         if (md) printf "| %d %s | %s | %s | %s | %s | %d | %d | %.1f%s | %.1f |\n", p - 1, pname[p], k, layer[k], kind,
                        prev[k], fin[k], chg[k], conv, mark, setl
         else printf "%-7s %8s %-6s %-6s %9s %9d %7d %12.1f%1s %11.1f\n", (p - 1) " " pname[p], k, layer[k], kind,
                     prev[k], fin[k], chg[k], conv, mark, setl
         if (kind == "active") {
-          if (mark == "?" && chg[k]) unsettled = 1
+          if (mark == "?") unsettled = 1
           if (conv > worst) { worst = conv; worstk = k }
           if (conv > target || mark == "?") bad = 1
         }
         if (conv > worst_all) worst_all = conv
       }
-      verb = unsettled ? "NOT SETTLED (still moving at the end), last in-step move at" : "converged in"
-      summ[p] = sprintf("phase %d %s (%.1f-%.1f s): active classes %s %s s%s; with idle classes %s s",
-                        p - 1, pname[p], ps[p], pe[p], verb, worst < 0 ? "-" : sprintf("%.1f", worst),
-                        worstk == "" ? "" : " (slowest: " worstk ")", worst_all < 0 ? "-" : sprintf("%.1f", worst_all))
+      w = worst < 0 ? "-" : sprintf("%.1f", worst)
+      fig = unsettled ? "NOT SETTLED (within a step of the final CAP, or still stepping, from " w " s)" : "converged in " w " s"
+      summ[p] = sprintf("phase %d %s (%.1f-%.1f s): active classes %s%s; with idle classes %s s", p - 1, pname[p], ps[p],
+                        pe[p], fig, worstk == "" ? "" : " (slowest: " worstk ")", worst_all < 0 ? "-" : sprintf("%.1f", worst_all))
     }
     print ""
     for (p = 1; p <= np; p++) print (md ? "- " : "") summ[p]
