@@ -2,8 +2,9 @@
  * rate, and optionally W_MAX by canary trials, from windowed counters.
  *
  * It runs in the background thread (bg.c calls hak__learner_step every
- * tick), never on an allocation path: it sums every thread's counters,
- * takes the difference with the previous window, feeds the pure
+ * tick), never on an allocation path: it sums every thread's counters
+ * (on the ticks between windows only to keep each class's most live
+ * blocks), takes the difference with the previous window, feeds the pure
  * controllers below and publishes their answers in the policy atomics
  * that the slow paths read.  When CAP falls, the pages (small classes) or
  * blocks (Large) beyond it go back to the OS at once.
@@ -56,11 +57,10 @@ static uint32_t learn_clamp(const hak_learn_params_t* p, int64_t v) {
 //! toward CAP * target / hit, at most x max_factor and the window's missed
 //! units (at least 1: a move of a whole step near the band could jump
 //! across it).  Aiming at the band's middle leaves room both ways for a
-//! plant that is not quite proportional.
+//! hit rate that does not quite follow CAP.
 static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
   if (p->max_factor <= 1) return p->step;
-  double aim = p->target;
-  double f = hit * p->max_factor > aim ? aim / hit : (double)p->max_factor;
+  double f = hit * p->max_factor > p->target ? p->target / hit : (double)p->max_factor;
   double up = ceil((double)cap * (f - 1.0));
   if (up > (double)w->miss_units) up = (double)w->miss_units;    /* w: the peaks since the last change */
   return up > 1 ? (uint64_t)up : 1;
@@ -71,9 +71,8 @@ static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit
 //! way (a class served by its thread caches needs no CAP).
 static uint64_t learn_fall(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
   if (p->max_factor <= 1) return p->step;
-  double aim = p->target;
-  double want = ceil((double)cap * aim / hit);
-  double need = ceil((double)w->drawn_units * aim / hit);
+  double want = ceil((double)cap * p->target / hit);
+  double need = ceil((double)w->drawn_units * p->target / hit);
   if (need < want) want = need;
   double down = (double)cap - want;
   return down > 1 ? (uint64_t)down : 1;

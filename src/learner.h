@@ -66,9 +66,8 @@ uint64_t hak__learner_avoidable(uint64_t miss_blocks, uint64_t allocs, uint64_t 
  * With max_factor > 1 a move is proportional (at least one unit): hit rate
  * roughly follows CAP, so CAP * target / hit is where the hit rate would
  * meet the target.  A rise is bounded by max_factor and by the window's
- * miss_units (more could serve no more misses); a fall also to
- * drawn_units * target / hit (what the cache
- * served, scaled).  Both use
+ * miss_units (more could serve no more misses); a fall goes also down to
+ * drawn_units * target / hit (what the cache served, scaled).  Both use
  * the largest value since the last change, so one window that caught a
  * part of a longer cycle does not decide alone. */
 uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t* s,
