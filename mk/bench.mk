@@ -4,6 +4,9 @@
 #   make bench-quick    a 1-2 minute subset, for a quick look while developing
 #   make bench-fastpath callgrind instructions per malloc+free pair
 #   make bench-traces   re-record bench/traces/*.trace.xz
+#   make bench-phases   the learner on a phase-changing load (bench/phases): the
+#                       convergence table, docs/learner-phases.svg, and 3 rounds
+#                       of LEARN=0 / LEARN=1 (~10 min; scripts/learner_phases.sh)
 # Suite knobs pass through the environment or the command line:
 #   make bench RUNTIME=2 REPEAT=5 THREADS=1,4 ALLOCATORS=hakmem,mimalloc
 BENCH_TOOLS := $(BUILD)/bench/trace_rec.so
@@ -16,7 +19,7 @@ BENCH_RUNTIME = $(or $(call bench_knob,RUNTIME),RUNTIME=$1)
 BENCH_REPEAT  = $(or $(call bench_knob,REPEAT),REPEAT=$1)
 BENCH_QUICK_WL := larson_tiny,larson_mid,tiny,mid,large,mlarge,prodcons_tiny,burst,replay_python
 
-.PHONY: bench bench-quick bench-fastpath bench-traces bench-tools bench-deps
+.PHONY: bench bench-quick bench-fastpath bench-traces bench-tools bench-deps bench-phases
 bench-tools: $(BENCH_TOOLS)
 
 $(BUILD)/bench/trace_rec.so: bench/tools/trace_rec.c
@@ -39,3 +42,6 @@ bench-fastpath: lib benches
 
 bench-traces: bench-tools benches
 	bash bench/tools/record_traces.sh $(BUILD)
+
+bench-phases: lib benches
+	BUILD=$(BUILD) bash scripts/learner_phases.sh

@@ -2,8 +2,9 @@
  * rate, and optionally W_MAX by canary trials, from windowed counters.
  *
  * It runs in the background thread (bg.c calls hak__learner_step every
- * tick), never on an allocation path: it sums every thread's counters,
- * takes the difference with the previous window, feeds the pure
+ * tick), never on an allocation path: it sums every thread's counters
+ * (on the ticks between windows only to keep each class's most live
+ * blocks), takes the difference with the previous window, feeds the pure
  * controllers below and publishes their answers in the policy atomics
  * that the slow paths read.  When CAP falls, the pages (small classes) or
  * blocks (Large) beyond it go back to the OS at once.
@@ -52,9 +53,37 @@ static uint32_t learn_clamp(const hak_learn_params_t* p, int64_t v) {
   return (uint32_t)v;
 }
 
+//! How far CAP rises for a window below the band: a step, or (proportional)
+//! toward CAP * target / hit, at most x max_factor and the window's missed
+//! units (at least 1: a move of a whole step near the band could jump
+//! across it).  Aiming at the band's middle leaves room both ways for a
+//! hit rate that does not quite follow CAP.
+static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
+  if (p->max_factor <= 1) return p->step;
+  double f = hit * p->max_factor > p->target ? p->target / hit : (double)p->max_factor;
+  double up = ceil((double)cap * (f - 1.0));
+  if (up > (double)w->miss_units) up = (double)w->miss_units;    /* w: the peaks since the last change */
+  return up > 1 ? (uint64_t)up : 1;
+}
+
+//! How far CAP falls for a window above the band: a step, or (proportional)
+//! to CAP * target / hit, or lower, to what the cache served scaled the same
+//! way (a class served by its thread caches needs no CAP).
+static uint64_t learn_fall(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
+  if (p->max_factor <= 1) return p->step;
+  double want = ceil((double)cap * p->target / hit);
+  double need = ceil((double)w->drawn_units * p->target / hit);
+  if (need < want) want = need;
+  double down = (double)cap - want;
+  return down > 1 ? (uint64_t)down : 1;
+}
+
 uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t* s,
                                  const hak_learn_window_t* w, uint64_t now) {
   int64_t next = s->cap;
+  if (w->miss_units > s->peak_missed) s->peak_missed = w->miss_units;
+  if (w->drawn_units > s->peak_drawn) s->peak_drawn = w->drawn_units;
+  hak_learn_window_t pw = {w->allocs, w->misses, s->peak_missed, s->peak_drawn};
   if (w->allocs < p->min_samples) {
     /* too few samples to judge a hit rate; a long quiet stretch means the
      * cache is not needed: decay toward min, by halves (at least a step) */
@@ -67,8 +96,8 @@ uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t*
     s->idle = 0;
     double hit = hak__learner_hit_rate(w);
     s->last_hit = hit;
-    if (hit < p->target - p->band) next = (int64_t)s->cap + p->step;
-    else if (hit > p->target + p->band) next = (int64_t)s->cap - p->step;
+    if (hit < p->target - p->band) next = (int64_t)s->cap + (int64_t)learn_rise(p, s->cap, hit, &pw);
+    else if (hit > p->target + p->band) next = (int64_t)s->cap - (int64_t)learn_fall(p, s->cap, hit, &pw);
   }
   uint32_t cap = learn_clamp(p, next);
   if (cap == s->cap) return cap;
@@ -83,13 +112,14 @@ uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t*
   s->reversals = rev ? (uint8_t)(s->reversals < 255 ? s->reversals + 1 : 255) : 0;
   s->last_dir = (int8_t)dir;
   s->last_change_ns = now;
+  s->peak_missed = s->peak_drawn = 0;      /* the next move is judged on the new CAP */
   return cap;
 }
 
 /* ---- W_MAX canary (pure) ----------------------------------------------------- */
 
 double hak__wmax_score(const hak_wmax_params_t* p, const hak_wmax_window_t* w) {
-  hak_learn_window_t lw = {w->allocs, w->misses};
+  hak_learn_window_t lw = {w->allocs, w->misses, 0, 0};
   double waste = w->handed_bytes > w->req_bytes
                      ? (double)(w->handed_bytes - w->req_bytes) / (double)w->handed_bytes : 0.0;
   return hak__learner_hit_rate(&lw) - p->frag_weight * waste;
@@ -175,6 +205,7 @@ void hak__learner_params_from_opt(int layer, hak_learn_params_t* p) {
   p->dwell_ns = (uint64_t)o->cap_dwell_sec_mid * 1000000000ull;   /* no Large dwell option */
   uint64_t idle = (uint64_t)HAK_LEARN_IDLE_WINDOWS * (uint64_t)o->learn_window_ms * 1000000ull;
   p->idle_ns = idle > p->dwell_ns ? idle : p->dwell_ns;
+  p->max_factor = HAK_LEARN_MAX_FACTOR;
   /* Large allocations are few and each costs much more: a smaller sample judges */
   p->min_samples = large ? (uint64_t)(o->learn_min_samples / 8 ? o->learn_min_samples / 8 : 1)
                          : (uint64_t)o->learn_min_samples;
@@ -207,7 +238,8 @@ static struct {
 } L = {.log_fd = -1};
 static _Atomic uint32_t learn_changes[LEARN_NCLS];     /* for the stats table, any thread */
 static _Atomic uint32_t learn_wmax_trials, learn_wmax_adopted;
-static hak_tstats_t learn_prev, learn_cur;             /* ~5 KiB each: not on the bg stack */
+static hak_tstats_t learn_prev, learn_cur, learn_tick; /* ~5 KiB each: not on the bg stack */
+static uint64_t learn_win_live[LEARN_NCLS];            /* most live blocks seen in the window */
 
 static inline uint64_t learn_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
@@ -293,19 +325,25 @@ static void learn_window(uint64_t now) {
     int layer = learn_layer(i);
     if (layer != HAK_LAYER_LARGE) m *= HAK_PAGE_SIZE / size;    /* a fresh page serves bpp blocks */
     hak_learn_class_t* s = &L.cls[i];
+    /* the window's most live blocks, not only its last: a burst that rose
+     * and fell within the window is growth, not misses */
     uint64_t live = hak__ace_class_live(c, i);
-    hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live)};
+    if (learn_win_live[i] > live) live = learn_win_live[i];
+    learn_win_live[i] = 0;
+    uint64_t drawn = learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]);
+    uint64_t unit = layer == HAK_LAYER_LARGE ? 1 : HAK_PAGE_SIZE / size;   /* blocks per CAP unit */
+    hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live), 0, (drawn + unit - 1) / unit};
+    w.miss_units = (w.misses + unit - 1) / unit;
     uint32_t old = s->cap;
     uint32_t cap = hak__learner_cap_update(&L.par[layer], s, &w, now);
-    if (cap != old)
-      learn_publish(i, old, cap, learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]));
+    if (cap != old) learn_publish(i, old, cap, drawn);
     if (layer == HAK_LAYER_MID) {
       mw.allocs += a;
       mw.misses += w.misses;
       mw.handed_bytes += size * a;
       mw.req_bytes += learn_sub(c->c[HAK_CS_req_bytes][i], p->c[HAK_CS_req_bytes][i]);
     }
-    if (a)
+    if (a || cap != old)     /* an idle class's decay shows too */
       learn_log_put(buf, &n, sizeof buf, "%.3f,%llu,%s,%llu,%.4f,%u,%.3f,%llu,%zu\n", t,
                     (unsigned long long)size, learn_layer_name[layer], (unsigned long long)a,
                     hak__learner_hit_rate(&w), cap, wmax / 1000.0,
@@ -324,16 +362,28 @@ static void learn_window(uint64_t now) {
   L.windows++;
 }
 
-//! Called every background tick; acts once per HAKMEM_LEARN_WINDOW_MS.
+//! Between windows: every class's live blocks, kept at their most.
+static void learn_sample(void) {
+  hak__stats_sum(&learn_tick);
+  for (unsigned i = 0; i < LEARN_NCLS; i++) {
+    uint64_t live = hak__ace_class_live(&learn_tick, i);
+    if (live > learn_win_live[i]) learn_win_live[i] = live;
+  }
+}
+
+//! Called every background tick; acts once per HAKMEM_LEARN_WINDOW_MS and
+//! samples the live blocks on the ticks between.
 void hak__learner_step(uint64_t now) {
   if (!hak__opt.learn || atomic_load_explicit(&L.stopped, memory_order_acquire)) return;
-  if (L.ready && now - L.last_ns < L.window_ns) return;
   int expect = 0;
   if (!atomic_compare_exchange_strong(&L.busy, &expect, 1)) return;
-  if (!atomic_load(&L.stopped)) {
+  if (L.ready && now - L.last_ns < L.window_ns) {
+    if (!atomic_load(&L.stopped)) learn_sample();
+  } else if (!atomic_load(&L.stopped)) {
     if (!L.configured) learn_configure(now);
     if (!L.ready) {
       hak__stats_sum(&learn_prev);           /* the first window starts now */
+      memset(learn_win_live, 0, sizeof learn_win_live);
       L.ready = 1;
     } else {
       hak__stats_sum(&learn_cur);

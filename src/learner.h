@@ -16,6 +16,7 @@
 #define HAK_LEARN_BAND        0.03   /* hysteresis: no change within target +- band */
 #define HAK_LEARN_FRAG_WEIGHT 1.0    /* W_MAX score: hit rate - weight * waste ratio */
 #define HAK_LEARN_IDLE_WINDOWS 10    /* idle this many windows (and the dwell) before CAP decays */
+#define HAK_LEARN_MAX_FACTOR  16     /* a proportional rise at most multiplies CAP by this */
 #define HAK_WMAX_MAX_CAND     16
 
 /* ---- CAP controller ------------------------------------------------------ */
@@ -25,6 +26,8 @@ typedef struct hak_learn_params {
   uint64_t dwell_ns;            /* least time between two changes; a reversal waits 2x, 4x, 8x */
   uint64_t idle_ns;             /* a class idle this long has its CAP decay toward min */
   uint64_t min_samples;         /* allocations a window needs to judge the hit rate */
+  uint32_t max_factor;          /* 0 or 1: moves of one step; more: proportional moves,
+                                   a rise at most x max_factor (see hak__learner_cap_update) */
 } hak_learn_params_t;
 
 typedef struct hak_learn_class {
@@ -37,11 +40,14 @@ typedef struct hak_learn_class {
   uint64_t idle_since_ns;
   uint64_t peak_live;           /* high water of live blocks: growth beyond it is no miss */
   double   last_hit;            /* hit rate of the last judged window, for the log */
+  uint64_t peak_missed, peak_drawn;  /* largest miss_units, drawn_units since the last change */
 } hak_learn_class_t;
 
 typedef struct hak_learn_window {
   uint64_t allocs;              /* allocations in the window */
   uint64_t misses;              /* of those, served by fresh memory that a cache could have served */
+  uint64_t miss_units;          /* those misses in CAP units (pages; Large: blocks), rounded up */
+  uint64_t drawn_units;         /* CAP units the class drew from its central cache, rounded up */
 } hak_learn_window_t;
 
 /* hits / allocs, with hits = allocs - misses; 1.0 for an empty window */
@@ -56,7 +62,14 @@ uint64_t hak__learner_avoidable(uint64_t miss_blocks, uint64_t allocs, uint64_t 
  * CAP rises by step, above it falls by step; an idle class (fewer than
  * min_samples allocations per window for idle_ns) falls by half its
  * distance to min (at least step).  Changes wait out the dwell; always
- * clamped to [min, max]. */
+ * clamped to [min, max].
+ * With max_factor > 1 a move is proportional (at least one unit): hit rate
+ * roughly follows CAP, so CAP * target / hit is where the hit rate would
+ * meet the target.  A rise is bounded by max_factor and by the window's
+ * miss_units (more could serve no more misses); a fall goes also down to
+ * drawn_units * target / hit (what the cache served, scaled).  Both use
+ * the largest value since the last change, so one window that caught a
+ * part of a longer cycle does not decide alone. */
 uint32_t hak__learner_cap_update(const hak_learn_params_t* p, hak_learn_class_t* s,
                                  const hak_learn_window_t* w, uint64_t now_ns);
 void     hak__learner_class_init(hak_learn_class_t* s, uint32_t cap);
