@@ -34,21 +34,24 @@ static void stats_add(hak_tstats_t* dst, hak_tstats_t* src) {
     dst->t[k] += __atomic_load_n(&src->t[k], __ATOMIC_RELAXED);
 }
 
+//! Thread exit: the counters move to the retired total.  Zeroed under the
+//! lock, and hak__stats_sum holds it across its walk, so a sum never counts
+//! an exiting thread twice or not at all (a spike in one learner window).
 void hak__stats_merge(hak_heap_t* h) {
   pthread_mutex_lock(&stats_lock);
   stats_add(&stats_retired, &h->st);
-  pthread_mutex_unlock(&stats_lock);
   memset(&h->st, 0, sizeof h->st);
+  pthread_mutex_unlock(&stats_lock);
 }
 
 static void stats_add_heap(hak_heap_t* h, void* arg) { stats_add((hak_tstats_t*)arg, &h->st); }
 
 void hak__stats_sum(hak_tstats_t* out) {
   memset(out, 0, sizeof *out);
-  pthread_mutex_lock(&stats_lock);
+  pthread_mutex_lock(&stats_lock);             /* then heap_lock: never the other order */
   stats_add(out, &stats_retired);
-  pthread_mutex_unlock(&stats_lock);
   hak__heap_each(stats_add_heap, out);
+  pthread_mutex_unlock(&stats_lock);
 }
 
 //! Which layer a stats class belongs to.
