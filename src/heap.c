@@ -23,7 +23,12 @@ static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_heap_t* heap_all;        /* every heap, under heap_lock */
 static hak_heap_t* heap_free;       /* recycled, under heap_lock */
 static uint32_t heap_next_id;
-static hak_heap_t* heap_by_id[HAK_HEAP_ID_MAX];  /* ids are never reused: heaps are recycled whole */
+/* ids are never reused (heaps are recycled whole), so this bounds the heaps
+ * ever made, that is the threads alive at once; 64 Ki, not the 1 Mi a token
+ * could name: the table counts against RLIMIT_AS (ulimit -v) */
+#define HEAP_IDS ((uint32_t)1 << 16)
+_Static_assert(HEAP_IDS <= HAK_HEAP_ID_MAX, "ids must fit a token");
+static hak_heap_t* heap_by_id[HEAP_IDS];
 static pthread_key_t heap_key;
 static hak_heap_t* heap_global;     /* for threads past teardown */
 static pthread_mutex_t heap_global_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,7 +63,7 @@ static hak_heap_t* heap_make(void) {
   if (!h) return NULL;
   heap_setup(h);
   pthread_mutex_lock(&heap_lock);
-  if (heap_next_id >= HAK_HEAP_ID_MAX) {         /* a million heaps live at once */
+  if (heap_next_id >= HEAP_IDS) {                 /* 64 Ki threads alive at once */
     pthread_mutex_unlock(&heap_lock);
     hak__os_unmap(h, sizeof(hak_heap_t));
     return NULL;

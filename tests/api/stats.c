@@ -55,8 +55,9 @@ static void test_gauges(void) {
         a.layer[HAK_LAYER_TINY].pages_in_use, b.layer[HAK_LAYER_TINY].pages_in_use);
   CHECK(b.layer[HAK_LAYER_MID].pages_in_use > a.layer[HAK_LAYER_MID].pages_in_use,
         "mid pages_in_use did not grow with 10000 live 5000-byte blocks");
-  CHECK(b.bytes_mapped >= a.bytes_mapped + 64 * MiB + 40 * MiB,
-        "bytes_mapped grew only from %llu to %llu with ~114 MiB newly live", a.bytes_mapped, b.bytes_mapped);
+  /* not "grew by": the huge block may reuse a mapping the cache kept */
+  CHECK(b.bytes_mapped >= 64 * MiB + 40 * MiB,
+        "bytes_mapped %llu (was %llu) with ~114 MiB live", b.bytes_mapped, a.bytes_mapped);
   CHECK(b.layer[HAK_LAYER_HUGE].bytes_mapped >= 64 * MiB, "huge bytes_mapped %llu with a 64 MiB block live",
         b.layer[HAK_LAYER_HUGE].bytes_mapped);
   CHECK(b.bytes_mapped_peak >= b.bytes_mapped, "peak %llu < current %llu", b.bytes_mapped_peak, b.bytes_mapped);
