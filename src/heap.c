@@ -87,9 +87,7 @@ void hak__heap_flush(hak_heap_t* h) {
     uint32_t n;
     void* chain = hak__drain_remote_lockfree(h, c, &n);
     if (!chain) continue;
-    void* last = chain;
-    for (void* q; (q = hak__link_get(last, (int)c)) != NULL;) last = q;
-    hak__small_central_push(h, c, chain, last, n);
+    hak__small_central_push(h, c, chain, hak__link_last(chain, (int)c, NULL), n);
   }
 }
 
@@ -182,10 +180,8 @@ void hak__heaps_drain_dead(hak_heap_t* self) {
       uintptr_t v = atomic_exchange(&h->inbox[c], 0);
       void* ch = (void*)(v & ~(uintptr_t)HAK_INBOX_MAX);
       if (!ch) continue;
-      void* last = ch;
       n = (uint32_t)(v & HAK_INBOX_MAX);
-      for (void* q; (q = hak__link_get(last, (int)c)) != NULL;) last = q;
-      hak__small_central_push(self, c, ch, last, n);
+      hak__small_central_push(self, c, ch, hak__link_last(ch, (int)c, NULL), n);
     }
   pthread_mutex_unlock(&heap_lock);
 }

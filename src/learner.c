@@ -408,7 +408,7 @@ void hak__learner_fork_child(void) {
 //! At exit: no window after this one; waits (briefly) for one in progress.
 void hak__learner_stop(void) {
   atomic_store(&L.stopped, 1);
-  for (int i = 0; i < 10000 && atomic_load(&L.busy); i++) hak__os_yield();
+  for (unsigned n = 0; n < 60 && atomic_load(&L.busy);) hak__os_backoff(&n);   /* ~40 ms at most */
   if (!atomic_load(&L.busy) && L.log_fd >= 0) {
     close(L.log_fd);
     L.log_fd = -1;

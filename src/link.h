@@ -71,6 +71,15 @@ HAK_INLINE void* hak__link_get(const void* slot, int cls) {
   return (void*)*(const uintptr_t*)slot;
 }
 
+//! The last block of a chain of class cls; its length goes to *n if n.
+HAK_INLINE void* hak__link_last(void* chain, int cls, uint32_t* n) {
+  void* last = chain;
+  uint32_t k = 1;
+  for (void* q; (q = hak__link_get(last, cls)) != NULL; k++) last = q;
+  if (n) *n = k;
+  return last;
+}
+
 //! For a reader that may see a stale value (the lock-free pop): decodes raw,
 //! read from slot, into *out and says whether it is a valid link; never
 //! aborts.  Default mode: only that it is NULL or 16-aligned inside a

@@ -202,7 +202,6 @@ uint64_t hak__os_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void hak__os_yield(void) { sched_yield(); }
 
 void hak__os_backoff(unsigned* n) {
   unsigned k = (*n)++;

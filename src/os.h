@@ -21,7 +21,6 @@ size_t hak__os_page_size(void);
 size_t hak__os_rss(void);                              /* current RSS in bytes, from /proc */
 void   hak__os_write_err(const char* s, size_t n);
 uint64_t hak__os_now_ns(void);
-void   hak__os_yield(void);
 /* waiting for another thread: yield a few times, then sleep (1 us, growing
  * to 1 ms), so a waiter never burns the core its target needs */
 void   hak__os_backoff(unsigned* n);

@@ -21,9 +21,8 @@ static void pool_fill_ring(PoolTLSBin* b, unsigned cls, void* chain) {
     chain = hak__link_get(chain, (int)cls);
   }
   if (!chain) return;
-  void* last = chain;
-  uint32_t n = 1;
-  for (void* q; (q = hak__link_get(last, (int)cls)) != NULL; n++) last = q;
+  uint32_t n;
+  void* last = hak__link_last(chain, (int)cls, &n);
   hak__link_set(last, b->lo_head);
   if (!b->lo_head) b->lo_tail = last;
   b->lo_head = chain;
@@ -75,7 +74,7 @@ static void pool_ring_from_run(PoolTLSRing* r, uintptr_t run, uint32_t n, uint32
 //! Takes no fresh page.  Returns 0 if all of them were empty.
 static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSRing* r = &b->ring;
-  uint32_t n, want = r->cap / 2 ? r->cap / 2 : 1;
+  uint32_t n, want = r->cap / 2;      /* HAKMEM_POOL_TLS_RING >= 4: never 0 */
   if (b->lo_head) { pool_ring_from_lo(b, cls); return 1; }
   void* chain = hak__drain_remote_lockfree(h, cls, &n);
   if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
@@ -102,7 +101,7 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) 
       if (p) { b->borrow_run++; return p; }
     }
     uint32_t n;
-    uintptr_t run = hak__small_carve(h, cls, r->cap / 2 ? r->cap / 2 : 1, &n, 1);
+    uintptr_t run = hak__small_carve(h, cls, r->cap / 2, &n, 1);
     if (!run && borrow) {
       void* p = pool_borrow(h, cls, req);      /* out of memory: any fit will do */
       if (p) return p;

@@ -175,8 +175,7 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
         if (!atomic_compare_exchange_weak_explicit(box, &old, 0, memory_order_acquire, memory_order_relaxed))
           continue;
         void* chain = (void*)(old & ~(uintptr_t)HAK_INBOX_MAX);
-        void* last = chain;
-        for (void* q; (q = hak__link_get(last, (int)cls)) != NULL;) last = q;
+        void* last = hak__link_last(chain, (int)cls, NULL);
         hak__link_set(p, chain);
         hak__small_central_push(h, cls, p, last, (uint32_t)n + 1);
         return;
@@ -283,9 +282,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     uint32_t n;
     void* chain = hak__freelist_take_all(&central[cls][s], &n);
     if (!chain) continue;
-    void* last = chain;
-    for (void* q; (q = hak__link_get(last, (int)cls)) != NULL;) last = q;
-    hak__link_set(last, all);
+    hak__link_set(hak__link_last(chain, (int)cls, NULL), all);
     all = chain;
   }
   uint32_t gen = ++scav_gen[cls];

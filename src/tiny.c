@@ -92,9 +92,8 @@ void hak__tiny_flush(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
     hak_tiny_bin_t* b = &h->tiny[c];
     if (!b->head) continue;
-    void* last = b->head;
-    uint32_t n = 1;
-    for (void* q; (q = hak__link_get(last, (int)c)) != NULL; n++) last = q;
+    uint32_t n;
+    void* last = hak__link_last(b->head, (int)c, &n);
     void* first = b->head;
     b->head = NULL;
     b->count = 0;

@@ -254,6 +254,17 @@ static void hk_drain2(int fo, int fe, hk_child_t* c) {
   c->err[ne] = 0;
 }
 
+/* The parent's side of a child whose stdout/stderr go to pipes po and pe:
+ * captures both into c, then reaps it into c->status. */
+__attribute__((unused)) static void hk_collect(pid_t pid, int po[2], int pe[2], hk_child_t* c) {
+  close(po[1]);
+  close(pe[1]);
+  hk_drain2(po[0], pe[0], c);
+  close(po[0]);
+  close(pe[0]);
+  while (waitpid(pid, &c->status, 0) < 0 && errno == EINTR) {}
+}
+
 /* Run fn(arg) in a forked child with stdout/stderr captured; the child
  * exits 0 when fn returns.  No core dumps (they are slow and useless). */
 __attribute__((unused)) static void hk_run_forked(void (*fn)(void*), void* arg, hk_child_t* c) {
@@ -274,12 +285,7 @@ __attribute__((unused)) static void hk_run_forked(void (*fn)(void*), void* arg, 
     fflush(stdout);
     _exit(0);
   }
-  close(po[1]);
-  close(pe[1]);
-  hk_drain2(po[0], pe[0], c);
-  close(po[0]);
-  close(pe[0]);
-  while (waitpid(pid, &c->status, 0) < 0 && errno == EINTR) {}
+  hk_collect(pid, po, pe, c);
 }
 
 /* Re-exec this test binary as "<self> arg1" with extra environment entries
@@ -325,12 +331,7 @@ __attribute__((unused)) static void hk_exec_self(const char* arg1, const char* c
     execv("/proc/self/exe", argv);
     _exit(127);
   }
-  close(po[1]);
-  close(pe[1]);
-  hk_drain2(po[0], pe[0], c);
-  close(po[0]);
-  close(pe[0]);
-  while (waitpid(pid, &c->status, 0) < 0 && errno == EINTR) {}
+  hk_collect(pid, po, pe, c);
 }
 
 /* A readable description of a wait status, for failure messages. */

@@ -107,6 +107,21 @@ static void test_clamp(void) {
   CHECK(hak__learner_cap_update(&p, &s, &lo, SEC) == 50, "47 + 5 clamps to 50, got %u", s.cap);
 }
 
+//! A plant's hit rate with uniform noise of +-noise, kept in [0, 1].
+static double noisy_hit(double hit, double noise, uint64_t* rng) {
+  if (noise > 0) hit += noise * ((double)(hk_rand(rng) % 2001) / 1000.0 - 1.0);
+  return hit > 1 ? 1 : hit < 0 ? 0 : hit;
+}
+
+//! 1 if CAP moving from old to cap turns back against the last move *dir
+//! (which it then updates); 0 for a first move, the same way, or no move.
+static int reversed(uint32_t old, uint32_t cap, int* dir) {
+  if (cap == old) return 0;
+  int d = cap > old ? 1 : -1, r = *dir && d != *dir;
+  *dir = d;
+  return r;
+}
+
 //! Closed loop: the plant's hit rate grows with CAP (cap/100, plus noise).
 static int loop_reversals(uint32_t start, double noise, uint32_t* final, uint32_t* last_change_i) {
   hak_learn_params_t p = P();
@@ -119,16 +134,12 @@ static int loop_reversals(uint32_t start, double noise, uint32_t* final, uint32_
   *last_change_i = 0;
   for (uint32_t i = 1; i <= 2000; i++) {
     double hit = s.cap / 100.0;
-    if (noise > 0) hit += noise * ((double)(hk_rand(&rng) % 2001) / 1000.0 - 1.0);
-    if (hit > 1) hit = 1;
-    if (hit < 0) hit = 0;
+    hit = noisy_hit(hit, noise, &rng);
     hak_learn_window_t w = W(10000, hit);
     uint32_t old = s.cap;
     hak__learner_cap_update(&p, &s, &w, (uint64_t)i * SEC);
     if (s.cap != old) {
-      int d = s.cap > old ? 1 : -1;
-      if (dir && d != dir) rev++;
-      dir = d;
+      rev += reversed(old, s.cap, &dir);
       *last_change_i = i;
     }
   }
@@ -256,18 +267,12 @@ static int pp_loop(uint32_t start, uint32_t ws, uint32_t k, double noise, uint32
   for (uint32_t i = 1; i <= 300; i++) {
     uint32_t kept = s.cap < ws ? s.cap : ws;
     double hit = (double)kept / ws;
-    if (noise > 0) hit += noise * ((double)(hk_rand(&rng) % 2001) / 1000.0 - 1.0);
-    if (hit > 1) hit = 1;
-    if (hit < 0) hit = 0;
+    hit = noisy_hit(hit, noise, &rng);
     uint64_t allocs = (uint64_t)k * ws * 8;
     hak_learn_window_t w = WU(allocs, hit, (uint64_t)k * (ws - kept), (uint64_t)k * kept);
     uint32_t old = s.cap;
     hak__learner_cap_update(&p, &s, &w, (uint64_t)i * SEC);
-    if (s.cap != old) {
-      int d = s.cap > old ? 1 : -1;
-      if (dir && d != dir) rev++;
-      dir = d;
-    }
+    rev += reversed(old, s.cap, &dir);
     hist[i] = s.cap;
   }
   *final = s.cap;

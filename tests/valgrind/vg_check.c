@@ -38,12 +38,7 @@ static void vg_run(const char* what, int vg, hk_child_t* c) {
     fprintf(stderr, "exec valgrind: %s\n", strerror(errno));
     _exit(127);
   }
-  close(po[1]);
-  close(pe[1]);
-  hk_drain2(po[0], pe[0], c);
-  close(po[0]);
-  close(pe[0]);
-  while (waitpid(pid, &c->status, 0) < 0 && errno == EINTR) {}
+  hk_collect(pid, po, pe, c);
 }
 
 //! Parses "1,234" (valgrind's thousands separators) at s.
