@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "link.h"
+#include "os.h"
 
 #define FL_PTR_BITS 43
 #define FL_PTR_MASK ((UINT64_C(1) << FL_PTR_BITS) - 1)
@@ -26,6 +27,7 @@ HAK_INLINE uint64_t fl_tag(uint64_t h) { return h >> FL_PTR_BITS; }
 void hak__freelist_init(hak_freelist_t* fl) {
   atomic_store(&fl->head, 0);
   atomic_store(&fl->count, 0);
+  atomic_store(&fl->chains, 0);
 #ifdef HAK_CENTRAL_MUTEX
   pthread_mutex_init(&fl->lock, NULL);
 #endif
@@ -38,7 +40,7 @@ HAK_INLINE void fl_retry(hak_heap_t* h, int* fails) {
 }
 
 //! Reads the raw link of a block that another thread may own by now.
-__attribute__((no_sanitize("thread"))) static uintptr_t fl_link(void* blk) {
+__attribute__((no_sanitize("thread"), unused)) static uintptr_t fl_link(void* blk) {
   return __atomic_load_n((uintptr_t*)blk, __ATOMIC_RELAXED);
 }
 
@@ -126,7 +128,7 @@ static void* fl_pop(hak_freelist_t* fl, uint32_t max, uint32_t* got, hak_heap_t*
   }
 }
 
-void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
+static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
   uint64_t old = atomic_load_explicit(&fl->head, memory_order_acquire);
   while (!atomic_compare_exchange_weak_explicit(&fl->head, &old, fl_pack(NULL, fl_tag(old) + 1),
                                                 memory_order_acquire, memory_order_relaxed)) {}
@@ -173,7 +175,7 @@ void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* got
   return first;
 }
 
-void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
+static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
   pthread_mutex_lock(&fl->lock);
   void* first = fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
   atomic_store_explicit(&fl->head, 0, memory_order_relaxed);
@@ -186,3 +188,224 @@ void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
   return first;
 }
 #endif
+
+/* ---- chains ----------------------------------------------------------------
+ * Popping N blocks from a plain stack walks N links of blocks that other
+ * threads freed long ago: serial cache misses before the CAS (a third of
+ * the python replay's time went there).  So the small classes' central
+ * lists keep each pushed chain whole, as a descriptor (first, last, n) on a
+ * second tagged stack: a pop takes whole chains, one CAS each, and touches
+ * no block but the tail it links to the next chain.  Descriptors come from
+ * slabs that are never unmapped, so a popper may read a stale descriptor's
+ * next (its CAS then fails on the tag); each heap keeps a few spares.
+ * Without memory for a descriptor, a chain goes to the plain stack. */
+
+int hak__freelist_empty(hak_freelist_t* fl) {
+  return !fl_ptr(atomic_load_explicit(&fl->chains, memory_order_relaxed)) &&
+         !fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
+}
+
+#ifndef HAK_CENTRAL_MUTEX
+
+struct hak_chain {
+  void* first;
+  void* last;
+  struct hak_chain* next;     /* atomic access: a stale popper may read it */
+  uint32_t n;
+};
+
+#define CHAIN_SLAB  (64 * 1024)
+#define CHAIN_CACHE 32          /* spare descriptors per heap */
+
+static _Atomic uint64_t chain_pool;     /* free descriptors, tagged */
+static pthread_mutex_t chain_grow_lock = PTHREAD_MUTEX_INITIALIZER;
+
+HAK_INLINE hak_chain_t* chain_next(hak_chain_t* d) { return __atomic_load_n(&d->next, __ATOMIC_RELAXED); }
+HAK_INLINE void chain_set_next(hak_chain_t* d, hak_chain_t* n) { __atomic_store_n(&d->next, n, __ATOMIC_RELAXED); }
+
+//! Pops one descriptor from a tagged stack of them.
+static hak_chain_t* cs_pop(_Atomic uint64_t* top, hak_heap_t* h) {
+  int fails = 0;
+  uint64_t old = atomic_load_explicit(top, memory_order_acquire);
+  for (;;) {
+    hak_chain_t* d = fl_ptr(old);
+    if (!d) return NULL;
+    uint64_t nw = fl_pack(chain_next(d), fl_tag(old) + 1);
+    if (atomic_compare_exchange_weak_explicit(top, &old, nw, memory_order_acquire, memory_order_acquire))
+      return d;
+    fl_retry(h, &fails);
+  }
+}
+
+//! Pushes the descriptors first..last (linked by next) in one CAS.
+static void cs_push(_Atomic uint64_t* top, hak_chain_t* first, hak_chain_t* last, hak_heap_t* h) {
+  int fails = 0;
+  uint64_t old = atomic_load_explicit(top, memory_order_relaxed);
+  for (;;) {
+    chain_set_next(last, fl_ptr(old));
+    if (atomic_compare_exchange_weak_explicit(top, &old, fl_pack(first, fl_tag(old) + 1),
+                                              memory_order_release, memory_order_relaxed))
+      return;
+    fl_retry(h, &fails);
+  }
+}
+
+//! Maps a slab of descriptors into the pool; 0 if the OS has no memory.
+static int chain_grow(void) {
+  pthread_mutex_lock(&chain_grow_lock);
+  int ok = 1;
+  if (!fl_ptr(atomic_load_explicit(&chain_pool, memory_order_acquire))) {
+    hak_chain_t* s = hak__os_map(CHAIN_SLAB);
+    if (s) {
+      size_t n = CHAIN_SLAB / sizeof *s;
+      for (size_t i = 0; i + 1 < n; i++) chain_set_next(&s[i], &s[i + 1]);
+      cs_push(&chain_pool, &s[0], &s[n - 1], NULL);
+    } else {
+      ok = 0;
+    }
+  }
+  pthread_mutex_unlock(&chain_grow_lock);
+  return ok;
+}
+
+//! A spare descriptor: the heap's, else the pool's; NULL without memory.
+static hak_chain_t* chain_get(hak_heap_t* h) {
+  if (h && h->chain_cache) {
+    hak_chain_t* d = h->chain_cache;
+    h->chain_cache = chain_next(d);
+    h->chain_cached--;
+    return d;
+  }
+  for (;;) {
+    hak_chain_t* d = cs_pop(&chain_pool, h);
+    if (d || !chain_grow()) return d;
+  }
+}
+
+//! Gives a descriptor back.  Its block pointers are cleared: under
+//! HAKMEM_VALGRIND a stale one would make a leaked block look reachable.
+static void chain_put(hak_heap_t* h, hak_chain_t* d) {
+  d->first = d->last = NULL;
+  if (h && h->chain_cached < CHAIN_CACHE) {
+    chain_set_next(d, h->chain_cache);
+    h->chain_cache = d;
+    h->chain_cached++;
+    return;
+  }
+  cs_push(&chain_pool, d, d, h);
+}
+
+void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
+  hak_chain_t* d = chain_get(h);
+  if (hak_unlikely(!d)) { hak__freelist_push_batch_lockfree(fl, first, last, n, h); return; }
+  hak__link_set(last, NULL);         /* callers may hand over a list's prefix */
+  d->first = first;
+  d->last = last;
+  d->n = n;
+  cs_push(&fl->chains, d, d, h);
+  if (h) HAK_TSTAT(h, cas_ops, 1);
+  atomic_fetch_add_explicit(&fl->count, n, memory_order_relaxed);
+}
+
+//! Whole chains until max blocks; a chain that would take the total past
+//! 2 * max is split (a walk of the blocks taken, which are ours by then)
+//! and its rest pushed back.  The plain stack only if no chain is left.
+void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, void** lastp, hak_heap_t* h) {
+  void* first = NULL;
+  void* last = NULL;
+  uint32_t total = 0;
+  if (!max) max = 1;
+  while (total < max) {
+    hak_chain_t* d = cs_pop(&fl->chains, h);
+    if (!d) break;
+    if (h) HAK_TSTAT(h, cas_ops, 1);
+    void* cf = d->first;
+    void* cl = d->last;
+    uint32_t cn = d->n;
+    if ((uint64_t)total + cn > 2 * (uint64_t)max) {
+      uint32_t take = max - total;
+      int cls = fl_class(cf);
+      void* t = cf;
+      for (uint32_t i = 1; i < take; i++) t = hak__link_get(t, cls);
+      d->first = hak__link_get(t, cls);
+      d->n = cn - take;
+      hak__link_set(t, NULL);
+      cs_push(&fl->chains, d, d, h);
+      cl = t;
+      cn = take;
+    } else {
+      chain_put(h, d);
+    }
+    if (last) hak__link_set(last, cf);
+    else first = cf;
+    last = cl;
+    total += cn;
+  }
+  if (total) {
+    atomic_fetch_sub_explicit(&fl->count, total, memory_order_relaxed);
+  } else if (fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed))) {
+    first = hak__freelist_pop_lockfree(fl, max, &total, h);
+    if (first && lastp) last = hak__link_last(first, fl_class(first), NULL);
+  }
+  *got = total;
+  if (lastp) *lastp = last;
+  return first;
+}
+
+//! Takes both stacks whole (the scavenger): one chain, counted.
+static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
+  uint64_t old = atomic_load_explicit(&fl->chains, memory_order_acquire);
+  while (!atomic_compare_exchange_weak_explicit(&fl->chains, &old, fl_pack(NULL, fl_tag(old) + 1),
+                                                memory_order_acquire, memory_order_relaxed)) {}
+  void* first = NULL;
+  void* last = NULL;
+  uint32_t n = 0;
+  for (hak_chain_t* d = fl_ptr(old); d;) {
+    hak_chain_t* next = chain_next(d);
+    if (last) hak__link_set(last, d->first);
+    else first = d->first;
+    last = d->last;
+    n += d->n;
+    chain_put(NULL, d);
+    d = next;
+  }
+  atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
+  *lastp = last;
+  *got = n;
+  return first;
+}
+
+void hak__freelist_fork_child(void) { pthread_mutex_init(&chain_grow_lock, NULL); }
+
+#else  /* HAK_CENTRAL_MUTEX: chains are plain batches under the lock */
+
+void hak__freelist_fork_child(void) {}
+
+void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
+  hak__freelist_push_batch_lockfree(fl, first, last, n, h);
+}
+
+void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, void** lastp, hak_heap_t* h) {
+  void* first = hak__freelist_pop_lockfree(fl, max ? max : 1, got, h);
+  if (lastp) *lastp = first ? hak__link_last(first, fl_class(first), NULL) : NULL;
+  return first;
+}
+
+static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
+  (void)fl;
+  *lastp = NULL;
+  *got = 0;
+  return NULL;
+}
+#endif
+
+void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
+  void* last;
+  uint32_t n1, n2;
+  void* first = chains_take_all(fl, &last, &n1);
+  void* plain = fl_take_plain(fl, &n2);
+  if (first) hak__link_set(last, plain);
+  else first = plain;
+  *got = n1 + n2;
+  return first;
+}

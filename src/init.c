@@ -36,6 +36,7 @@ static void init_fork_child(void) {
   hak__l25_fork_child();
   hak__huge_fork_child();
   hak__small_fork_child();
+  hak__freelist_fork_child();
   hak__heap_fork_child();
   hak__stats_fork_child();
   hak__bg_fork_child();

@@ -74,10 +74,8 @@ typedef struct hak_page {
   uint8_t  committed;          /* memory is (or may be) resident */
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
-  uint32_t div_mul;            /* exact-division check: block starts only */
-  uint32_t div_lim;
-  uint8_t  div_shift;
-  uint8_t  _pad[3];
+  uint64_t div_c;              /* block-start check: ceil(2^64 / block_size) */
+  uint64_t div_lim;            /* (capacity - 1) * (div_c * block_size mod 2^64) */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -113,15 +111,15 @@ HAK_INLINE int hak__seg_kind(uintptr_t a) {
   /* relaxed: a plain load, but the map is written while other threads read it */
   return i < HAK_SEGMAP_N ? __atomic_load_n(&hak__segmap[i], __ATOMIC_RELAXED) : HAK_SEG_NONE;
 }
-/* 1 if a is the start of a block of pg (not an interior pointer): with
- * d = m * 2^k (m odd) and inv the inverse of m mod 2^32, rotr(off * inv, k)
- * is off / d when d divides off and exceeds UINT32_MAX / d otherwise, so one
- * compare with capacity - 1 also rejects the tail past the last block. */
+/* 1 if a is the start of a block of pg (not an interior pointer).  With
+ * c = ceil(2^64 / d) and off < 2^32, off * c mod 2^64 is below c exactly
+ * when d divides off (Lemire, Kaser and Kurz, 2019); for off = q * d it is
+ * q * e, e = c * d mod 2^64 < d, so one compare with (capacity - 1) * e
+ * also rejects the tail past the last block (e = 0 for a power of two,
+ * whose pages have no tail).  One multiply, no shift by a loaded count. */
 HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
-  uint32_t off = (uint32_t)(a & (HAK_PAGE_SIZE - 1));
-  uint32_t x = off * pg->div_mul;
-  x = (x >> pg->div_shift) | (x << ((32 - pg->div_shift) & 31));
-  return x <= pg->div_lim;
+  uint64_t off = a & (HAK_PAGE_SIZE - 1);
+  return off * pg->div_c <= pg->div_lim;
 }
 
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
@@ -139,14 +137,18 @@ void        hak__segment_unlock(void);
 
 /* ---- central lock-free freelists ----------------------------------------
  * A Treiber stack whose head packs the block address (>>4, 43 bits) with a
- * 21-bit generation tag against ABA.  Blocks link through their first word. */
+ * 21-bit generation tag against ABA.  Blocks link through their first word.
+ * The small classes' lists keep whole batches instead: `chains` is a stack
+ * of descriptors, one per pushed chain (freelist.c). */
+typedef struct hak_chain hak_chain_t;
 typedef struct hak_freelist {
   _Atomic uint64_t head;
-  _Atomic int64_t  count;
+  _Atomic int64_t  count;            /* blocks, on both stacks */
+  _Atomic uint64_t chains;           /* tagged stack of chain descriptors */
 #ifdef HAK_CENTRAL_MUTEX
   pthread_mutex_t  lock;
 #endif
-  char _pad[64 - 16
+  char _pad[64 - 24
 #ifdef HAK_CENTRAL_MUTEX
             - sizeof(pthread_mutex_t) % 64
 #endif
@@ -160,6 +162,14 @@ void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* l
 /* pops up to max blocks as a chain (NULL-terminated); *n gets the count */
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* n, struct hak_heap* h);
 void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* n);
+/* chains: push a whole chain in one CAS; pop whole chains until about max
+ * blocks (at most 2 * max), *last gets the chain's last block if last */
+void  hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n,
+                               struct hak_heap* h);
+void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* n, void** last,
+                               struct hak_heap* h);
+int   hak__freelist_empty(hak_freelist_t* fl);
+void  hak__freelist_fork_child(void);
 void  hak__freelist_init(hak_freelist_t* fl);
 
 /* ---- per-thread heap ---------------------------------------------------- */
@@ -215,6 +225,8 @@ typedef struct hak_heap {
   _Atomic uintptr_t inbox[HAK_SMALL_CLASSES];
   uint32_t        id;
   _Atomic int     in_pop;           /* walking central links: segments must stay mapped */
+  hak_chain_t*    chain_cache;      /* spare chain descriptors (freelist.c) */
+  uint32_t        chain_cached;
   struct hak_heap* next_all;        /* every heap ever made */
   struct hak_heap* next_free;       /* recycled heaps */
   void*           quar[HAK_QUAR_N]; /* HAKMEM_SECURE: freed blocks waiting (FIFO) */

@@ -101,12 +101,14 @@ void hak__os_decommit(void* p, size_t size) {
 //! Under valgrind, memcheck loses track of pages moved by mremap onto a
 //! reserved range (it reports reads of them as invalid): callers copy instead.
 static int os_under_valgrind(void) {
-  static int v = -1;
-  if (v < 0) {
+  static _Atomic int v = -1;          /* racing first callers agree on the value */
+  int r = atomic_load_explicit(&v, memory_order_relaxed);
+  if (r < 0) {
     const char* pre = getenv("LD_PRELOAD");
-    v = pre && strstr(pre, "vgpreload") != NULL;
+    r = pre && strstr(pre, "vgpreload") != NULL;
+    atomic_store_explicit(&v, r, memory_order_relaxed);
   }
-  return v;
+  return r;
 }
 
 //! Whether pages may move onto a reserved range with mremap (not under

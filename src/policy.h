@@ -19,7 +19,7 @@ void hak__policy_init(void);
 void hak__small_init(void);
 void hak__small_fork_child(void);
 void hak__small_released_add(uint32_t n);
-void* hak__small_central_pop(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got);
+void* hak__small_central_pop(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, void** last);
 void* hak__drain_remote_lockfree(struct hak_heap* h, unsigned cls, uint32_t* got);
 /* fresh: may take fresh pages when the active ones are used up */
 uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int fresh);

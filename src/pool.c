@@ -13,16 +13,17 @@
 #include "link.h"
 #include <errno.h>
 
-//! Moves a chain into the ring; what does not fit goes to the overflow list.
-static void pool_fill_ring(PoolTLSBin* b, unsigned cls, void* chain) {
+//! Moves a chain of n blocks into the ring; what does not fit goes to the
+//! overflow list (last: the chain's last block, or NULL if not known).
+static void pool_fill_ring(PoolTLSBin* b, unsigned cls, void* chain, uint32_t n, void* last) {
   PoolTLSRing* r = &b->ring;
   while (chain && r->top < r->cap) {
     r->items[r->top++] = chain;
     chain = hak__link_get(chain, (int)cls);
+    n--;
   }
   if (!chain) return;
-  uint32_t n;
-  void* last = hak__link_last(chain, (int)cls, &n);
+  if (!last) last = hak__link_last(chain, (int)cls, &n);
   hak__link_set(last, b->lo_head);
   if (!b->lo_head) b->lo_tail = last;
   b->lo_head = chain;
@@ -76,9 +77,10 @@ static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSRing* r = &b->ring;
   uint32_t n, want = r->cap / 2;      /* HAKMEM_POOL_TLS_RING >= 4: never 0 */
   if (b->lo_head) { pool_ring_from_lo(b, cls); return 1; }
+  void* last = NULL;
   void* chain = hak__drain_remote_lockfree(h, cls, &n);
-  if (!chain) chain = hak__small_central_pop(h, cls, want, &n);
-  if (chain) { pool_fill_ring(b, cls, chain); return 1; }
+  if (!chain) chain = hak__small_central_pop(h, cls, want, &n, &last);
+  if (chain) { pool_fill_ring(b, cls, chain, n, last); return 1; }
   uintptr_t run = hak__small_carve(h, cls, want, &n, 0);
   if (!run) return 0;
   pool_ring_from_run(r, run, n, hak__class_size[cls]);

@@ -85,8 +85,8 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   pg->cls = (uint16_t)cls;
   pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
   pg->scav_gen = 0;
-  hak__div_magic(d, &pg->div_mul, &pg->div_shift);
-  pg->div_lim = pg->capacity - 1;
+  pg->div_c = UINT64_MAX / d + 1;
+  pg->div_lim = (uint64_t)(pg->capacity - 1) * (pg->div_c * d);
 }
 
 //! Takes a free page for class cls, owned by owner.

@@ -64,7 +64,7 @@ static int small_maybe_scavenge(unsigned cls, uint64_t now) {
 }
 
 void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n) {
-  hak__freelist_push_batch_lockfree(&central[cls][h->id % HAK_SHARDS], first, last, n, h);
+  hak__freelist_push_chain(&central[cls][h->id % HAK_SHARDS], first, last, n, h);
   HAK_CSTAT(h, cls, central_push, n);
   if (!hak__opt.keep && small_maybe_scavenge(cls, 0)) HAK_TSTAT(h, scavenges, 1);
   hak__bg_kick();
@@ -105,17 +105,18 @@ void hak__maintenance_run(uint64_t now) {
   hak__huge_trim(0);
 }
 
-static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, unsigned s0);
+static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, void** last,
+                                    unsigned s0);
 
 //! Pops a batch from the central lists, own shard first.
-void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got) {
+void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, void** last) {
   hak__maintenance_tick();
   unsigned s0 = h->id % HAK_SHARDS;
   /* a scavenger holds the class's blocks for a moment: rather than take
    * fresh pages at once, back off (yields, then short sleeps; about 40 ms
    * at most) while it works, and look again */
   for (unsigned tries = 0; tries < 40;) {
-    void* chain = small_central_pop_once(h, cls, max, got, s0);
+    void* chain = small_central_pop_once(h, cls, max, got, last, s0);
     if (chain || !atomic_load_explicit(&scav_busy[cls], memory_order_relaxed)) return chain;
     hak__os_backoff(&tries);
   }
@@ -124,13 +125,13 @@ void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t
 }
 
 //! One pass over the shards, own shard first.
-static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, unsigned s0) {
+static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, void** last,
+                                    unsigned s0) {
   for (unsigned i = 0; i < HAK_SHARDS; i++) {
     hak_freelist_t* fl = &central[cls][(s0 + i) % HAK_SHARDS];
-    if (atomic_load_explicit(&fl->count, memory_order_relaxed) <= 0 &&
-        !atomic_load_explicit(&fl->head, memory_order_relaxed))
+    if (atomic_load_explicit(&fl->count, memory_order_relaxed) <= 0 && hak__freelist_empty(fl))
       continue;
-    void* chain = hak__freelist_pop_lockfree(fl, max, got, h);
+    void* chain = hak__freelist_pop_chains(fl, max, got, last, h);
     if (chain) {
       HAK_CSTAT(h, cls, central_pop, *got);
       if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
@@ -334,7 +335,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     if (keep_head) hak__link_set(tail[r], keep_head); else keep_tail = tail[r];
     keep_head = head[r];
   }
-  if (keep_head) hak__freelist_push_batch_lockfree(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
+  if (keep_head) hak__freelist_push_chain(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
   while (drop) {
     hak_page_t* pg = drop;
     drop = pg->next_free;

@@ -42,7 +42,7 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   if (!b->head) {
     uint32_t n, want = b->limit / 2;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
-    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n)) != NULL) tiny_grow_limit(b, cls);
+    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) tiny_grow_limit(b, cls);
     if (!chain) {
       uintptr_t run = hak__small_carve(h, cls, want, &n, 1);
       if (run) { tiny_link_run(run, n, hak__class_size[cls]); chain = (void*)run; }

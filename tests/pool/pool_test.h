@@ -101,7 +101,7 @@ static inline void pt_starve(unsigned c, pt_stash_t* st) {
   st->k = 0;
   uint32_t n;
   void* chain;
-  while (st->k < 64 && (chain = hak__small_central_pop(h, c, 1u << 20, &n)) != NULL) {
+  while (st->k < 64 && (chain = hak__small_central_pop(h, c, 1u << 20, &n, NULL)) != NULL) {
     st->chain[st->k] = chain;
     st->n[st->k++] = n;
   }

@@ -4,7 +4,11 @@
  *  - push / batch push / pop batch sizes / take_all, count == list length;
  *  - ABA: a head that was popped and pushed back carries a new tag, so a
  *    slow popper's CAS with the old head word fails;
- *  - concurrent push/pop from several threads: no block lost or duplicated;
+ *  - chains (the small classes' central lists): a pushed chain comes back
+ *    whole, pops take whole chains up to max and split one that would pass
+ *    2 * max, the last block is reported, take_all gets both stacks;
+ *  - concurrent push/pop from several threads, plain and chains: no block
+ *    lost or duplicated;
  *  - the remote inbox: real remote frees land in the owner's inbox (count
  *    in the low 4 bits, at most 15), the 16th moves the batch to central,
  *    and the owner's next refill drains it (hak__drain_remote_lockfree). */
@@ -114,6 +118,65 @@ static void test_aba(void) {
   A_FREE(a); A_FREE(b); A_FREE(c);
 }
 
+//! Chains: whole batches, the 2 * max split, last, take_all of both stacks.
+static void test_chains(void) {
+  hak_heap_t* h = pt_heap();
+  enum { N = 200 };
+  void* b[N];
+  for (int i = 0; i < N; i++) {
+    CHECK((b[i] = A_MALLOC(BLK)), "malloc failed");
+    ((uint64_t*)b[i])[2] = (uint64_t)i;
+  }
+  hak__freelist_init(&fl);
+  uint32_t got = 99;
+  void* last = b[0];
+  CHECK(hak__freelist_empty(&fl) && hak__freelist_pop_chains(&fl, 8, &got, &last, h) == NULL && got == 0 &&
+        last == NULL, "pop of empty chains: got %u", got);
+  /* chains of 10 (b[0..9]), 10 (b[10..19]) and 100 (b[20..119]); the
+   * pusher's last link is cleared even if it pointed on (a list's prefix) */
+  int starts[] = {0, 10, 20}, lens[] = {10, 10, 100};
+  for (int c = 0; c < 3; c++) {
+    for (int i = 0; i < lens[c]; i++) *(void**)b[starts[c] + i] = b[starts[c] + i + 1];
+    hak__freelist_push_chain(&fl, b[starts[c]], b[starts[c] + lens[c] - 1], (uint32_t)lens[c], h);
+  }
+  CHECK(fl_count(&fl) == 120 && !hak__freelist_empty(&fl), "count %lld after 3 chains", (long long)fl_count(&fl));
+  CHECK(*(void**)b[119] == NULL, "push_chain left the last link pointing on");
+  /* max 16: the top chain (100) would pass 32, so 16 of it are split off */
+  void* ch = hak__freelist_pop_chains(&fl, 16, &got, &last, h);
+  CHECK(ch == b[20] && got == 16 && chain_len(ch) == 16 && last == b[35] && chain_last(ch) == b[35],
+        "split pop: %u blocks, first id %llu", got, (unsigned long long)((uint64_t*)ch)[2]);
+  CHECK(fl_count(&fl) == 104, "count %lld after the split", (long long)fl_count(&fl));
+  /* max 90: the rest of that chain (84) whole, then one more (10) */
+  void* ch2 = hak__freelist_pop_chains(&fl, 90, &got, &last, h);
+  CHECK(ch2 == b[36] && got == 94 && chain_len(ch2) == 94 && last == chain_last(ch2) && last == b[19],
+        "whole chains: %u blocks, last id %llu", got, (unsigned long long)((uint64_t*)last)[2]);
+  /* a plain push beside the chains; take_all gets both */
+  hak__freelist_push_lockfree(&fl, b[150], h);
+  void* all = hak__freelist_take_all(&fl, &got);
+  CHECK(got == 11 && chain_len(all) == 11 && fl_count(&fl) == 0 && hak__freelist_empty(&fl),
+        "take_all: %u blocks, list length %u", got, chain_len(all));
+  /* every block of 0..119 and 150 exactly once over the three chains */
+  unsigned char seen[N] = {0};
+  void* parts[] = {ch, ch2, all};
+  unsigned total = 0;
+  for (int k = 0; k < 3; k++)
+    for (void* p = parts[k]; p; p = *(void**)p, total++) {
+      uint64_t id = ((uint64_t*)p)[2];
+      CHECK(id < N && !seen[id] && (id < 120 || id == 150), "block id %llu foreign or twice", (unsigned long long)id);
+      seen[id] = 1;
+    }
+  CHECK(total == 121, "%u blocks of 121", total);
+  /* only the plain stack: pop_chains falls back to it, and reports last */
+  for (int i = 160; i < 170; i++) *(void**)b[i] = i + 1 < 170 ? b[i + 1] : NULL;
+  hak__freelist_push_batch_lockfree(&fl, b[160], b[169], 10, h);
+  ch = hak__freelist_pop_chains(&fl, 4, &got, &last, h);
+  CHECK(ch == b[160] && got == 4 && last == b[163] && *(void**)last == NULL, "fallback pop: %u blocks", got);
+  all = hak__freelist_take_all(&fl, &got);
+  CHECK(got == 6 && all == b[164], "fallback rest: %u", got);
+  for (int i = 0; i < N; i++) A_FREE(b[i]);
+  printf("  chains: split at 2 x max, whole chains, last, take_all of both stacks\n");
+}
+
 /* ---- concurrent push/pop -------------------------------------------------- */
 #define CT_STASH 64
 typedef struct {
@@ -125,6 +188,7 @@ typedef struct {
   uint64_t retries, cas;
 } ct_arg_t;
 static pthread_barrier_t ct_bar;
+static int ct_chains;   /* 1: push_chain / pop_chains */
 
 static void* ct_main(void* arg) {
   ct_arg_t* a = arg;
@@ -136,16 +200,23 @@ static void* ct_main(void* arg) {
     uint64_t r = hk_rand(&rng);
     unsigned op = (unsigned)(r % 4);
     if (a->n == 0) op = 0;
-    if (a->n > CT_STASH - 16) op = 1 + (unsigned)(r % 2);
+    if (a->n > CT_STASH - 32) op = 1 + (unsigned)(r % 2);
     if (op == 0 || op == 3) {                      /* pop a batch (or one) */
       uint32_t max = op == 3 ? 1 : 1 + (uint32_t)((r >> 8) % 16), got;
-      void* ch = hak__freelist_pop_lockfree(&fl, max, &got, h);
-      CHECK(got <= max && (ch != NULL) == (got != 0), "pop max %u returned %u", max, got);
+      void* last = NULL;
+      void* ch = ct_chains ? hak__freelist_pop_chains(&fl, max, &got, &last, h)
+                           : hak__freelist_pop_lockfree(&fl, max, &got, h);
+      uint32_t most = ct_chains ? 2 * max : max;
+      CHECK(got <= most && (ch != NULL) == (got != 0), "pop max %u returned %u", max, got);
+      CHECK(a->n + got <= CT_STASH, "pop max %u returned %u: stash overflow", max, got);
       uint32_t len = 0;
       for (void* p = ch; p; p = *(void**)p) { a->stash[a->n++] = p; len++; }
       CHECK(len == got, "pop said %u blocks, the chain has %u", got, len);
+      CHECK(!ct_chains || !ch || last == a->stash[a->n - 1], "pop_chains: wrong last block");
     } else if (op == 1) {                           /* push one */
-      hak__freelist_push_lockfree(&fl, a->stash[--a->n], h);
+      void* p = a->stash[--a->n];
+      if (ct_chains) hak__freelist_push_chain(&fl, p, p, 1, h);
+      else hak__freelist_push_lockfree(&fl, p, h);
     } else {                                        /* push a chain of up to 8 */
       unsigned k = 1 + (unsigned)((r >> 8) % 8);
       if (k > a->n) k = a->n;
@@ -154,7 +225,8 @@ static void* ct_main(void* arg) {
       void* last = a->stash[a->n - k];
       *(void**)last = NULL;
       a->n -= k;
-      hak__freelist_push_batch_lockfree(&fl, first, last, k, h);
+      if (ct_chains) hak__freelist_push_chain(&fl, first, last, k, h);
+      else hak__freelist_push_batch_lockfree(&fl, first, last, k, h);
     }
   }
   a->retries = PT_TSTAT(h, cas_retry) - r0;
@@ -162,7 +234,8 @@ static void* ct_main(void* arg) {
   return NULL;
 }
 
-static void test_concurrent(void) {
+static void test_concurrent(int chains) {
+  ct_chains = chains;
   enum { T = 4 };
   unsigned nblk = 2048;
   void** blk = pt_map(nblk * sizeof(void*));
@@ -173,7 +246,14 @@ static void test_concurrent(void) {
   hak__freelist_init(&fl);
   for (unsigned i = 0; i + 1 < nblk; i++) *(void**)blk[i] = blk[i + 1];
   *(void**)blk[nblk - 1] = NULL;
-  hak__freelist_push_batch_lockfree(&fl, blk[0], blk[nblk - 1], nblk, NULL);
+  if (chains) {                                    /* 64 chains of 32 */
+    for (unsigned i = 0; i < nblk; i += 32) {
+      *(void**)blk[i + 31] = NULL;
+      hak__freelist_push_chain(&fl, blk[i], blk[i + 31], 32, NULL);
+    }
+  } else {
+    hak__freelist_push_batch_lockfree(&fl, blk[0], blk[nblk - 1], nblk, NULL);
+  }
   CHECK(fl_count(&fl) == (int64_t)nblk, "count %lld", (long long)fl_count(&fl));
 
   static ct_arg_t a[T];
@@ -213,7 +293,7 @@ static void test_concurrent(void) {
       seen[id] = 1;
     }
   CHECK(total == nblk, "%u blocks found of %u: lost blocks", total, nblk);
-  printf("  concurrent: %d threads x %ld ops, %llu CAS, %llu retries (%.3f%%), %u blocks all accounted for\n", T, ops,
+  printf("  concurrent%s: %d threads x %ld ops, %llu CAS, %llu retries (%.3f%%), %u blocks all accounted for\n", chains ? " (chains)" : "", T, ops,
          (unsigned long long)cas, (unsigned long long)retries, cas ? 100.0 * (double)retries / (double)cas : 0.0, nblk);
   for (unsigned i = 0; i < nblk; i++) A_FREE(blk[i]);
   munmap(blk, nblk * sizeof(void*));
@@ -321,7 +401,9 @@ int main(void) {
   printf("test_pool_lockfree (%s)\n", REL_API_NAME);
   HK_STEP(test_api());
   HK_STEP(test_aba());
-  HK_STEP(test_concurrent());
+  HK_STEP(test_chains());
+  HK_STEP(test_concurrent(0));
+  HK_STEP(test_concurrent(1));
   HK_STEP(test_inbox());
   printf("test_pool_lockfree: ok\n");
   return 0;

@@ -148,7 +148,7 @@ static uint64_t check_central(void) {
     size_t ns = 0;
     for (;;) {
       uint32_t got;
-      void* ch = hak__small_central_pop(h, c, UINT32_MAX, &got);
+      void* ch = hak__small_central_pop(h, c, UINT32_MAX, &got, NULL);
       if (!ch) break;
       CHECK(nch < 64 * HAK_SHARDS, "class %u: more chains than shards", c);
       uint32_t len = 0;
