@@ -180,8 +180,8 @@ typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
   uint32_t base;
   uint32_t overages;                /* spills since the limit last moved */
 } __attribute__((aligned(32))) hak_tiny_bin_t;
-#define HAK_TINY_LIMIT_MAX   8192u          /* blocks, and at most 256 KiB of them */
-#define HAK_TINY_LIMIT_BYTES (256u * 1024)
+#define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
+#define HAK_TINY_LIMIT_BYTES (512u * 1024)
 
 typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
   uint32_t top;

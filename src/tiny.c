@@ -18,8 +18,8 @@ static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
 
 /* The list's limit adapts like a slow start: each refill from the central
  * lists (the list ran dry while its blocks sat in central: a batch larger
- * than the list moves to and fro) raises it by its base, up to 8192 blocks
- * or 256 KiB; every fourth spill without a refill in between lowers it by
+ * than the list moves to and fro) raises it by its base, up to 16384 blocks
+ * or 512 KiB; every fourth spill without a refill in between lowers it by
  * its base, so a thread that mostly frees holds little. */
 
 //! A refill from central: the list was too short.
