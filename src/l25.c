@@ -127,11 +127,25 @@ static void l25_note_pop(unsigned cls) {
     atomic_store_explicit(&l25_popped[cls], 1, memory_order_relaxed);
 }
 
-//! Classes do not share blocks, so a class that runs dry takes a cached
-//! block of one of the next two classes (at most ~1.6x) before it faults
-//! in new memory: resident memory reused beats fresh pages.
+/* Classes do not share blocks, and each keeps the most it ever cached: on
+ * random sizes over 64 KiB - 1 MiB the sum came to 2.9x the live bytes.
+ * So a class that runs dry first takes a cached block of one of the next
+ * six classes (at most 2^(6/4) ~ 2.8x its size), from this thread's bins,
+ * then from the hot lists: resident memory reused beats fresh pages.  On
+ * the Large band, peak RSS went 51.9 -> 39.3 MB (mimalloc 40.3) at one
+ * thread and 92 -> 70 MB (mimalloc 78) at two, at the same speed. */
+#define L25_BORROW_SPAN 6
+
+//! A cached block of a larger class, or NULL (see above).
 static void* l25_borrow(hak_heap_t* h, unsigned cls) {
-  for (unsigned c2 = cls + 1; c2 < HAK_LARGE_CLASSES && c2 <= cls + 2; c2++) {
+  for (unsigned c2 = cls + 1; c2 < HAK_LARGE_CLASSES && c2 <= cls + L25_BORROW_SPAN; c2++) {
+    hak_large_bin_t* b2 = &h->large[c2];
+    if (b2->count) {
+      HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, borrow, 1);
+      return b2->items[--b2->count];
+    }
+  }
+  for (unsigned c2 = cls + 1; c2 < HAK_LARGE_CLASSES && c2 <= cls + L25_BORROW_SPAN; c2++) {
     if (atomic_load_explicit(&l25_hot[c2].count, memory_order_relaxed) <= 0) continue;
     uint32_t n;
     void* p = hak__freelist_pop_lockfree(&l25_hot[c2], 1, &n, h);
