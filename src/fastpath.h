@@ -69,12 +69,12 @@ HAK_INLINE void hak__free_fast(void* p) {
     hak_heap_t* h = hak__tls_heap;
     uintptr_t* w = (uintptr_t*)p;
     uintptr_t mark = hak__cookie ^ a;
-    /* a block of our own page or of a carved-out (ownerless) page, not
-     * already free, not an interior pointer */
     /* own page or ownerless page (both common, interleaved at random: one
-     * branch, as two would mispredict), and the start of a block */
+     * branch, as two would mispredict), then the start of a block (a
+     * branch of its own: folding it into the first cost the Tiny and Mid
+     * bands 4-6%, for the setcc and or before the one branch) */
     uintptr_t bad = hak__page_owner(pg) & h->ntoken;
-    if (hak_likely((bad | (uintptr_t)HAK_CHECK(!hak__is_block_start(pg, a))) == 0)) {
+    if (hak_likely(bad == 0) && hak_likely(HAK_CHECK_OK(hak__is_block_start(pg, a)))) {
       unsigned c = pg->cls;
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
