@@ -182,6 +182,7 @@ typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
 } __attribute__((aligned(32))) hak_tiny_bin_t;
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
+#define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
 
 typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
   uint32_t top;

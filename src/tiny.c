@@ -40,7 +40,12 @@ static void tiny_shrink_limit(hak_tiny_bin_t* b) {
 void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   hak_tiny_bin_t* b = &h->tiny[cls];
   if (!b->head) {
-    uint32_t n, want = b->limit / 2;
+    /* half the limit, but no more than the 256 KiB limit's half: a large
+     * limit is for holding a batch a thread frees and reallocates (batch16);
+     * a thread that only allocates (a producer) should not take 256 KiB per
+     * refill (prodcons_tiny peak RSS 19 -> 22 MB) */
+    uint32_t most = HAK_TINY_REFILL_BYTES / hak__class_size[cls];
+    uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
     if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) tiny_grow_limit(b, cls);
     if (!chain) {
