@@ -216,6 +216,11 @@ struct hak_chain {
 
 #define CHAIN_SLAB  (64 * 1024)
 #define CHAIN_CACHE 32          /* spare descriptors per heap */
+/* Longest chain kept whole: a popper that splits a chain holds all of it
+ * while it walks, and the list looks empty to the others meanwhile, so a
+ * thread's whole cache (exit, trim) or the scavenger's kept blocks go in
+ * pieces.  Spills (Tiny at most 1024, Mid at most 257) stay whole. */
+#define CHAIN_MAX   1024
 
 static _Atomic uint64_t chain_pool;     /* free descriptors, tagged */
 static pthread_mutex_t chain_grow_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -295,7 +300,22 @@ static void chain_put(hak_heap_t* h, hak_chain_t* d) {
   cs_push(&chain_pool, d, d, h);
 }
 
+static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h);
+
 void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
+  int cls = n > CHAIN_MAX ? fl_class(first) : -1;
+  while (n > CHAIN_MAX) {
+    void* t = first;
+    for (uint32_t i = 1; i < CHAIN_MAX; i++) t = hak__link_get(t, cls);
+    void* rest = hak__link_get(t, cls);
+    chain_push_one(fl, first, t, CHAIN_MAX, h);
+    first = rest;
+    n -= CHAIN_MAX;
+  }
+  chain_push_one(fl, first, last, n, h);
+}
+
+static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
   hak_chain_t* d = chain_get(h);
   if (hak_unlikely(!d)) { hak__freelist_push_batch_lockfree(fl, first, last, n, h); return; }
   hak__link_set(last, NULL);         /* callers may hand over a list's prefix */

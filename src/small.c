@@ -115,9 +115,14 @@ void* hak__small_central_pop(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t
   /* a scavenger holds the class's blocks for a moment: rather than take
    * fresh pages at once, back off (yields, then short sleeps; about 40 ms
    * at most) while it works, and look again */
-  for (unsigned tries = 0; tries < 40;) {
+  for (unsigned tries = 0, split = 0; tries < 40;) {
     void* chain = small_central_pop_once(h, cls, max, got, last, s0);
-    if (chain || !atomic_load_explicit(&scav_busy[cls], memory_order_relaxed)) return chain;
+    if (chain) return chain;
+    /* blocks are counted but none came: another popper is splitting a
+     * chain (it holds all of it while it walks); look again, twice */
+    if (!atomic_load_explicit(&scav_busy[cls], memory_order_relaxed) &&
+        (split++ >= 2 || hak__small_cached_blocks(cls) == 0))
+      return NULL;
     hak__os_backoff(&tries);
   }
   *got = 0;

@@ -27,7 +27,7 @@ static void take(slot_t* s, unsigned char* p, size_t n, uint64_t seed, const cha
   CHECK(u >= n, "%s(%zu): malloc_usable_size %zu < request", fn, n, u);
   /* sanity bound only (no waste target in the contract): catches garbage
    * sizes; huge blocks may come from a bigger cached mapping, and a Large
-   * class that runs dry borrows a cached block up to ~2.8x its size */
+   * class that runs dry borrows a cached block up to 3x its size */
   if (n <= HK_LARGE_MAX) CHECK(u <= 4 * n + 64 * KiB, "%s(%zu): malloc_usable_size %zu is implausible", fn, n, u);
   if (n >= 16) CHECK((uintptr_t)p % 16 == 0, "%s(%zu) = %p not 16-aligned", fn, n, (void*)p);
   s->p = p; s->n = n; s->u = u; s->seed = seed;

@@ -174,7 +174,22 @@ static void test_chains(void) {
   all = hak__freelist_take_all(&fl, &got);
   CHECK(got == 6 && all == b[164], "fallback rest: %u", got);
   for (int i = 0; i < N; i++) A_FREE(b[i]);
-  printf("  chains: split at 2 x max, whole chains, last, take_all of both stacks\n");
+  /* a chain longer than 1024 is pushed in pieces (a popper splitting one
+   * chain holds all of it meanwhile): a pop for 1500 takes two pieces,
+   * where one whole chain of 3000 would have come back entire */
+  enum { M = 3000 };
+  void** m = pt_map(M * sizeof(void*));
+  for (int i = 0; i < M; i++) CHECK((m[i] = A_MALLOC(BLK)), "malloc failed");
+  for (int i = 0; i < M; i++) *(void**)m[i] = i + 1 < M ? m[i + 1] : NULL;
+  hak__freelist_push_chain(&fl, m[0], m[M - 1], M, h);
+  ch = hak__freelist_pop_chains(&fl, 1500, &got, &last, h);
+  CHECK(got >= 1500 && got < M && chain_len(ch) == got && chain_last(ch) == last,
+        "pop 1500 of a pushed chain of %d: got %u", M, got);
+  all = hak__freelist_take_all(&fl, &got);
+  CHECK(got + chain_len(ch) == M && chain_len(all) == got && fl_count(&fl) == 0, "rest %u", got);
+  for (int i = 0; i < M; i++) A_FREE(m[i]);
+  munmap(m, M * sizeof(void*));
+  printf("  chains: split at 2 x max, whole chains, last, take_all of both stacks, long chains in pieces\n");
 }
 
 /* ---- concurrent push/pop -------------------------------------------------- */
