@@ -154,7 +154,7 @@ static int c_overflow_in_slack(void) {       /* past the request, inside the usa
 }
 static int c_underflow_tiny(void) { char* p = must(A_MALLOC(64)); say_ptr(p); memset(p - 8, 'C', 8); A_FREE(p); return EX_MISSED; }
 static int c_freelist_poison(void) {         /* overflow into a free neighbour's link word */
-  char* blk[64];
+  char* blk[80];
   for (int i = 0; i < 64; i++) blk[i] = must(A_MALLOC(32));
   int k = -1;
   for (int i = 0; i < 63 && k < 0; i++)
@@ -232,12 +232,12 @@ static int drain_for(size_t n, const void* target) {
 }
 
 /* pre: same-class blocks freed first, so that the victim lands on a linked
- * list and not in an array cache (Mid ring of 32, Large bin of 3);
+ * list and not in an array cache (Mid ring of 64, Large bin of 3);
  * forge: also write a valid free mark into the fake block, as an attacker
  * who read one freed block's mark (cookie ^ its address) can */
 //! Overwrites the link of a freed block of n bytes with the fake block.
 static int link_attack(size_t n, int pre, int forge) {
-  char* blk[64];
+  char* blk[80];
   fill_alloc();
   for (int i = 0; i < pre; i++) blk[i] = must(A_MALLOC(n));
   char* v = must(A_MALLOC(n));
@@ -252,8 +252,8 @@ static int link_attack(size_t n, int pre, int forge) {
 }
 static int c_link_tiny(void) { return link_attack(64, 0, 0); }
 static int c_link_tiny_forged(void) { return link_attack(64, 0, 1); }
-static int c_link_mid(void) { return link_attack(8000, 40, 0); }
-static int c_link_mid_forged(void) { return link_attack(8000, 40, 1); }
+static int c_link_mid(void) { return link_attack(8000, 72, 0); }
+static int c_link_mid_forged(void) { return link_attack(8000, 72, 1); }
 static int c_link_large(void) { return link_attack(300000, 4, 0); }
 
 //! The link redirected to a live block of the class, its mark forged: two
@@ -273,7 +273,7 @@ static int c_link_to_live(void) {
 
 //! A linear overflow from a live block into its free neighbour's link.
 static int c_link_neighbour(void) {
-  char* blk[64];
+  char* blk[80];
   fill_alloc();
   for (int i = 0; i < 64; i++) blk[i] = must(A_MALLOC(56));   /* 64-byte blocks, either mode */
   int a = -1, b = -1;
