@@ -300,21 +300,7 @@ static void chain_put(hak_heap_t* h, hak_chain_t* d) {
   cs_push(&chain_pool, d, d, h);
 }
 
-static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h);
-
-void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
-  int cls = n > CHAIN_MAX ? fl_class(first) : -1;
-  while (n > CHAIN_MAX) {
-    void* t = first;
-    for (uint32_t i = 1; i < CHAIN_MAX; i++) t = hak__link_get(t, cls);
-    void* rest = hak__link_get(t, cls);
-    chain_push_one(fl, first, t, CHAIN_MAX, h);
-    first = rest;
-    n -= CHAIN_MAX;
-  }
-  chain_push_one(fl, first, last, n, h);
-}
-
+//! One descriptor for a whole chain (the plain stack without memory for one).
 static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
   hak_chain_t* d = chain_get(h);
   if (hak_unlikely(!d)) { hak__freelist_push_batch_lockfree(fl, first, last, n, h); return; }
@@ -325,6 +311,17 @@ static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t
   cs_push(&fl->chains, d, d, h);
   if (h) HAK_TSTAT(h, cas_ops, 1);
   atomic_fetch_add_explicit(&fl->count, n, memory_order_relaxed);
+}
+
+void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
+  int cls = n > CHAIN_MAX ? fl_class(first) : -1;
+  while (n > CHAIN_MAX) {
+    void* rest;
+    chain_push_one(fl, first, hak__link_nth(first, CHAIN_MAX, cls, &rest), CHAIN_MAX, h);
+    first = rest;
+    n -= CHAIN_MAX;
+  }
+  chain_push_one(fl, first, last, n, h);
 }
 
 //! Whole chains until max blocks; a chain that would take the total past
@@ -344,10 +341,7 @@ void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, 
     uint32_t cn = d->n;
     if ((uint64_t)total + cn > 2 * (uint64_t)max) {
       uint32_t take = max - total;
-      int cls = fl_class(cf);
-      void* t = cf;
-      for (uint32_t i = 1; i < take; i++) t = hak__link_get(t, cls);
-      d->first = hak__link_get(t, cls);
+      void* t = hak__link_nth(cf, take, fl_class(cf), &d->first);
       d->n = cn - take;
       hak__link_set(t, NULL);
       cs_push(&fl->chains, d, d, h);

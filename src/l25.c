@@ -132,9 +132,9 @@ static void l25_note_pop(unsigned cls) {
  * So a class that runs dry first takes a cached block of one of the next
  * six classes (at most 3x its size: 192 KiB for 64 KiB), from this
  * thread's bins, then from the hot lists: resident memory reused beats
- * fresh pages.  On
- * the Large band, peak RSS went 51.9 -> 39.3 MB (mimalloc 40.3) at one
- * thread and 92 -> 70 MB (mimalloc 78) at two, at the same speed. */
+ * fresh pages.  On the Large band, peak RSS went 51.9 -> 39.3 MB
+ * (mimalloc 40.3) at one thread and 92 -> 70 MB (mimalloc 78) at two, at
+ * the same speed. */
 #define L25_BORROW_SPAN 6
 
 //! A cached block of a larger class, or NULL (see above).

@@ -80,6 +80,15 @@ HAK_INLINE void* hak__link_last(void* chain, int cls, uint32_t* n) {
   return last;
 }
 
+//! The k-th block (k >= 1) of a chain of class cls; the block after it goes
+//! to *rest.  The chain is not cut: callers end the prefix as they need.
+HAK_INLINE void* hak__link_nth(void* chain, uint32_t k, int cls, void** rest) {
+  void* t = chain;
+  for (uint32_t i = 1; i < k; i++) t = hak__link_get(t, cls);
+  *rest = hak__link_get(t, cls);
+  return t;
+}
+
 //! For a reader that may see a stale value (the lock-free pop): decodes raw,
 //! read from slot, into *out and says whether it is a valid link; never
 //! aborts.  Default mode: only that it is NULL or 16-aligned inside a

@@ -74,9 +74,7 @@ static HAK_NOINLINE void tiny_spill(hak_heap_t* h, unsigned cls, hak_tiny_bin_t*
   uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
   if (!n) n = 1;
   void* first = b->head;
-  void* last = first;
-  for (uint32_t i = 1; i < n; i++) last = hak__link_get(last, (int)cls);
-  b->head = hak__link_get(last, (int)cls);
+  void* last = hak__link_nth(first, n, (int)cls, &b->head);
   b->count -= n;
   hak__small_central_push(h, cls, first, last, n);
 }
