@@ -33,6 +33,17 @@ const uint8_t hak__mid_class_of[(HAK_MID_MAX >> 8) + 1] = {
   41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41
 };
 
+/* The block-start check's constants (see hak__is_block_start_cls) */
+#define DIV(d) {UINT64_MAX / (d) + 1, (uint64_t)(HAK_PAGE_SIZE / (d) - 1) * ((UINT64_MAX / (d) + 1) * (d))}
+const hak_div_t hak__class_div[HAK_SMALL_CLASSES] = {
+  DIV(16), DIV(32), DIV(48), DIV(64), DIV(80), DIV(96), DIV(112), DIV(128), DIV(160), DIV(192),
+  DIV(224), DIV(256), DIV(320), DIV(384), DIV(448), DIV(512), DIV(640), DIV(768), DIV(896),
+  DIV(1024), DIV(1280), DIV(1536), DIV(1792), DIV(2048), DIV(2560), DIV(3072), DIV(3584),
+  DIV(4096), DIV(5120), DIV(6144), DIV(7168), DIV(8192), DIV(10240), DIV(12288), DIV(14336),
+  DIV(16384), DIV(20480), DIV(24576), DIV(28672), DIV(32768), DIV(40960), DIV(53248)
+};
+#undef DIV
+
 const uint32_t hak__large_size[HAK_LARGE_CLASSES] = {
   65536, 81920, 98304, 114688, 131072, 163840, 196608, 229376, 262144,
   327680, 393216, 458752, 524288, 655360, 786432, 917504, 1048576

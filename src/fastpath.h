@@ -65,7 +65,8 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
 HAK_INLINE void hak__free_fast(void* p) {
   uintptr_t a = (uintptr_t)p;
   if (hak_likely(hak__seg_kind(a) == HAK_SEG_SMALL)) {
-    hak_page_t* pg = hak__page_of(a);
+    hak_segment_t* s = hak__seg_of(a);
+    unsigned i = hak__page_index(a);
     hak_heap_t* h = hak__tls_heap;
     uintptr_t* w = (uintptr_t*)p;
     uintptr_t mark = hak__cookie ^ a;
@@ -73,9 +74,9 @@ HAK_INLINE void hak__free_fast(void* p) {
      * branch, as two would mispredict), then the start of a block (a
      * branch of its own: folding it into the first cost the Tiny and Mid
      * bands 4-6%, for the setcc and or before the one branch) */
-    uintptr_t bad = hak__page_owner(pg) & h->ntoken;
-    if (hak_likely(bad == 0) && hak_likely(HAK_CHECK_OK(hak__is_block_start(pg, a)))) {
-      unsigned c = pg->cls;
+    uintptr_t bad = atomic_load_explicit(&s->ptag[i], memory_order_relaxed) & h->ntoken;
+    unsigned c = s->pcls[i];
+    if (hak_likely(bad == 0) && hak_likely(HAK_CHECK_OK(hak__is_block_start_cls(c, a)))) {
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
         if (hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {

@@ -62,6 +62,7 @@ static hak_segment_t* segment_grow_locked(void) {
   if (!s) return NULL;
   s->pages[0].state = HAK_PAGE_META;
   for (size_t i = 1; i < HAK_PAGES_PER_SEG; i++) s->pages[i].state = HAK_PAGE_FREE;
+  for (size_t i = 0; i < HAK_PAGES_PER_SEG; i++) atomic_store(&s->ptag[i], HAK_TOKEN_SENTINEL);
   s->free_mask = ~(uint64_t)1;
   s->nfree = HAK_PAGES_PER_SEG - 1;
   s->in_avail = 1;
@@ -85,8 +86,8 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   pg->cls = (uint16_t)cls;
   pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
   pg->scav_gen = 0;
-  pg->div_c = UINT64_MAX / d + 1;
-  pg->div_lim = (uint64_t)(pg->capacity - 1) * (pg->div_c * d);
+  hak_segment_t* s = hak__seg_of((uintptr_t)pg);
+  s->pcls[pg - s->pages] = (uint8_t)cls;
 }
 
 //! Takes a free page for class cls, owned by owner.
@@ -109,7 +110,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   pthread_mutex_unlock(&seg_lock);
   hak_page_t* pg = &s->pages[i];
   hak__page_init_class(pg, cls);
-  atomic_store_explicit(&pg->owner, owner->token, memory_order_relaxed);
+  hak__page_set_owner(pg, owner->token, owner->token);
   pg->committed = 1;
   atomic_store_explicit(&pg->carved, 0, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_ACTIVE, memory_order_release);
@@ -123,7 +124,7 @@ void hak__page_release(hak_page_t* pg) {
   unsigned cls = pg->cls;
   hak__os_decommit((void*)hak__page_start(pg), HAK_PAGE_SIZE);
   pg->committed = 0;
-  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
+  hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_SENTINEL);   /* free: fast path declines */
   atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
   atomic_fetch_sub_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
   hak__layer_mapped_add(cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID, -(int64_t)HAK_PAGE_SIZE);

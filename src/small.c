@@ -194,7 +194,8 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
   }
   /* no live owner (carved out, or its thread exited): the page becomes
    * ownerless and the block joins this thread's cache */
-  if (tok != HAK_TOKEN_NONE) atomic_compare_exchange_strong(&pg->owner, &tok, HAK_TOKEN_NONE);
+  if (tok != HAK_TOKEN_NONE && atomic_compare_exchange_strong(&pg->owner, &tok, HAK_TOKEN_NONE))
+    hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_NONE);
   if (cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, cls, p);
   else hak__pool_free_slow(h, cls, p);
 }
@@ -211,7 +212,7 @@ static void small_slot_retire(PoolTLSPage* s) {
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
   /* a carved-out page has no owner: any thread frees into its own cache */
-  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
+  hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_NONE);
   s->page = NULL;
   s->bump = s->end = 0;
 }
