@@ -72,6 +72,11 @@ static int c_invalid_fake_segment(void) {   /* a 4 MiB-aligned region full of fa
   for (size_t i = 0; i < 8 * MiB / 4; i++) ((uint32_t*)a)[i] = (i & 1) ? 0x10u : 0x48414b53u;
   say_ptr(a + 65536 + 64); A_FREE(a + 65536 + 64); return EX_MISSED;
 }
+static int c_invalid_free_page(void) {   /* a never-used page of a small segment */
+  void* b = A_MALLOC(48 * 1024);
+  char* seg = (char*)((uintptr_t)b & ~(uintptr_t)(4 * MiB - 1));
+  say_ptr(seg + 63 * 65536); A_FREE(seg + 63 * 65536); return EX_MISSED;
+}
 static int c_invalid_wild(void) { void* p = (void*)(uintptr_t)0x7ff012345670ULL; say_ptr(p); A_FREE(p); return EX_MISSED; }
 static int c_invalid_low(void) { void* p = (void*)(uintptr_t)0x1010; say_ptr(p); A_FREE(p); return EX_MISSED; }
 
@@ -335,6 +340,7 @@ static const case_t cases[] = {
   {"invalid-free/global", c_invalid_global, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/mmap", c_invalid_mmap, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/fake-segment", c_invalid_fake_segment, 1, {"invalid", 0}, 0, 0},
+  {"invalid-free/free-page", c_invalid_free_page, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/wild", c_invalid_wild, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/low", c_invalid_low, 1, {"invalid", 0}, 0, 0},
   {"interior/tiny+16", c_interior_tiny, 1, {"interior", "invalid", 0}, 0, 0},
