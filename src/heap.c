@@ -42,8 +42,13 @@ static void heap_setup(hak_heap_t* h) {
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
     b->ring.cap = (uint32_t)hak__opt.pool_tls_ring;
+    /* at most a ring's worth: a flush of the overflow list (lo_limit + 1
+     * blocks) is then a chain a ring refill (half a ring, whole chains up
+     * to twice that) takes whole, with no walk to split it; split walks of
+     * blocks another core freed were a third of prodcons' time */
     uint32_t lim = (uint32_t)((512 * 1024) / hak__class_size[c]);
-    b->lo_limit = lim < 4 ? 4 : lim > 256 ? 256 : lim;
+    if (lim > b->ring.cap - 1) lim = b->ring.cap - 1;
+    b->lo_limit = lim < 3 ? 3 : lim;
   }
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
     uint32_t lim = (uint32_t)((1024 * 1024) / hak__large_size[c]);

@@ -119,6 +119,16 @@ void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) 
   return p;
 }
 
+//! The overflow list goes to the central shard in one CAS.
+static void pool_lo_flush(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
+  void* first = b->lo_head;
+  void* last = b->lo_tail;
+  uint32_t n = b->lo_count;
+  b->lo_head = b->lo_tail = NULL;
+  b->lo_count = 0;
+  hak__small_central_push(h, cls, first, last, n);
+}
+
 //! Free when the ring is full (or an adopted block): overflow list, and past
 //! its bound the whole list goes to the central shard in one CAS.
 void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
@@ -129,33 +139,22 @@ void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   hak__link_set(p, b->lo_head);
   if (!b->lo_head) b->lo_tail = p;
   b->lo_head = p;
-  if (++b->lo_count <= b->lo_limit) return;
-  void* first = b->lo_head;
-  void* last = b->lo_tail;
-  uint32_t n = b->lo_count;
-  b->lo_head = b->lo_tail = NULL;
-  b->lo_count = 0;
-  hak__small_central_push(h, cls, first, last, n);
+  if (++b->lo_count > b->lo_limit) pool_lo_flush(h, cls, b);
 }
 
-//! Hands every cached Mid block to the central lists.
+//! Hands every cached Mid block to the central lists: the overflow list and
+//! the ring as two chains, each one a ring refill takes whole.
 void hak__pool_flush(hak_heap_t* h) {
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
     PoolTLSRing* r = &b->ring;
-    while (r->top) {
-      void* p = r->items[--r->top];
-      hak__link_set(p, b->lo_head);
-      if (!b->lo_head) b->lo_tail = p;
-      b->lo_head = p;
-      b->lo_count++;
-    }
-    if (!b->lo_head) continue;
-    void* first = b->lo_head;
-    void* last = b->lo_tail;
-    uint32_t n = b->lo_count;
-    b->lo_head = b->lo_tail = NULL;
-    b->lo_count = 0;
-    hak__small_central_push(h, c, first, last, n);
+    if (b->lo_head) pool_lo_flush(h, c, b);
+    if (!r->top) continue;
+    void* last = r->items[0];
+    hak__link_set(last, NULL);
+    for (uint32_t i = 1; i < r->top; i++) hak__link_set(r->items[i], r->items[i - 1]);
+    uint32_t n = r->top;
+    r->top = 0;
+    hak__small_central_push(h, c, r->items[n - 1], last, n);
   }
 }
