@@ -47,8 +47,8 @@ static void heap_setup(hak_heap_t* h) {
      * to twice that) takes whole, with no walk to split it; split walks of
      * blocks another core freed were a third of prodcons' time */
     uint32_t lim = (uint32_t)((512 * 1024) / hak__class_size[c]);
-    if (lim > b->ring.cap - 1) lim = b->ring.cap - 1;
-    b->lo_limit = lim < 3 ? 3 : lim;
+    uint32_t whole = b->ring.cap / 2 * 2;    /* a refill takes chains this long whole */
+    b->lo_limit = lim < whole - 1 ? lim : whole - 1;    /* at least 3: the ring holds at least 4 */
   }
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
     uint32_t lim = (uint32_t)((1024 * 1024) / hak__large_size[c]);

@@ -74,7 +74,7 @@ typedef struct hak_page {
   uint8_t  committed;          /* memory is (or may be) resident */
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
-  uint64_t _pad1[2];
+  uint64_t _pad1[2];           /* was the block-start constants: per class now */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -87,8 +87,7 @@ typedef struct hak_segment {
   uint16_t nfree;                         /* free pages, under the segment lock */
   uint64_t free_mask;                     /* bit i: page i is free */
   struct hak_segment* next_avail;
-  /* aligned: a descriptor that straddled two lines cost the free path a
-   * second line (owner on one, the block-start constants on the other) */
+  /* aligned: one line per descriptor (the slow paths read them) */
   hak_page_t pages[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));   /* pages[0] is this header */
   /* What free reads, packed: a copy of each page's owner (HAK_TOKEN_SENTINEL
    * while the page is free) and its class.  Eight pages share a line of
@@ -270,10 +269,13 @@ HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
 }
 //! Sets a page's owner and its packed copy (the free fast path's); tag is
 //! the token, except HAK_TOKEN_SENTINEL for a free page.
-HAK_INLINE void hak__page_set_owner(hak_page_t* pg, uintptr_t owner, uintptr_t tag) {
+HAK_INLINE void hak__page_set_tag(hak_page_t* pg, uintptr_t tag) {
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
-  atomic_store_explicit(&pg->owner, owner, memory_order_relaxed);
   atomic_store_explicit(&s->ptag[pg - s->pages], tag, memory_order_relaxed);
+}
+HAK_INLINE void hak__page_set_owner(hak_page_t* pg, uintptr_t owner, uintptr_t tag) {
+  atomic_store_explicit(&pg->owner, owner, memory_order_relaxed);
+  hak__page_set_tag(pg, tag);
 }
 
 hak_heap_t* hak__heap_get(void);     /* the calling thread's heap, made on first use */

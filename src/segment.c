@@ -35,6 +35,10 @@ void* hak__segment_alloc(int kind) {
    * until handed out (the header, in the first 64 KiB for both kinds, stays
    * visible: the inline free path reads it) */
   if (hak__opt.valgrind) hak__vg_hide((char*)s + HAK_PAGE_SIZE, HAK_SEG_SIZE - HAK_PAGE_SIZE);
+  /* every page free to the fast path before the map says "small" (a zero
+   * tag would read as ownerless) */
+  if (kind == HAK_SEG_SMALL)
+    for (size_t i = 0; i < HAK_PAGES_PER_SEG; i++) atomic_store_explicit(&s->ptag[i], HAK_TOKEN_SENTINEL, memory_order_relaxed);
   __atomic_store_n(&hak__segmap[(uintptr_t)s >> HAK_SEG_SHIFT], (uint8_t)kind, __ATOMIC_RELEASE);
   return s;
 }
@@ -62,7 +66,6 @@ static hak_segment_t* segment_grow_locked(void) {
   if (!s) return NULL;
   s->pages[0].state = HAK_PAGE_META;
   for (size_t i = 1; i < HAK_PAGES_PER_SEG; i++) s->pages[i].state = HAK_PAGE_FREE;
-  for (size_t i = 0; i < HAK_PAGES_PER_SEG; i++) atomic_store(&s->ptag[i], HAK_TOKEN_SENTINEL);
   s->free_mask = ~(uint64_t)1;
   s->nfree = HAK_PAGES_PER_SEG - 1;
   s->in_avail = 1;
@@ -79,7 +82,7 @@ void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {
   *shift = (uint8_t)k;
 }
 
-//! Sets a page's block geometry and its exact-division check.
+//! Sets a page's block geometry and its packed class (what free reads).
 void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   uint32_t d = hak__class_size[cls];
   pg->block_size = d;

@@ -195,7 +195,7 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
   /* no live owner (carved out, or its thread exited): the page becomes
    * ownerless and the block joins this thread's cache */
   if (tok != HAK_TOKEN_NONE && atomic_compare_exchange_strong(&pg->owner, &tok, HAK_TOKEN_NONE))
-    hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_NONE);
+    hak__page_set_tag(pg, HAK_TOKEN_NONE);
   if (cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, cls, p);
   else hak__pool_free_slow(h, cls, p);
 }

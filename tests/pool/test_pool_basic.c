@@ -35,6 +35,20 @@ static void test_classes(void) {
   INFO("worst own-class round-up %.4f at %zu bytes (-> %zu)", worst, worst_n, pt_csize(pt_cls(worst_n)));
 }
 
+//! The block-start check's per-class constants (classes.c, written out by
+//! hand) agree with the class sizes: exhaustively, for every small class and
+//! every offset in a page, exactly the block starts pass.
+static void test_block_starts(void) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    uint32_t d = hak__class_size[c], cap = (uint32_t)(HAK_PAGE_SIZE / d);
+    for (uint32_t off = 0; off < HAK_PAGE_SIZE; off++) {
+      int want = off % d == 0 && off / d < cap;
+      CHECK(hak__is_block_start_cls(c, off) == want, "class %u (%u B), offset %u: block start %d, expected %d",
+            c, d, off, hak__is_block_start_cls(c, off), want);
+    }
+  }
+}
+
 //! Every Mid size, ascending after a flush (no larger class has cached
 //! blocks to borrow): usable size is exactly the own class.  The band
 //! edges go to Tiny and Large.
@@ -244,7 +258,7 @@ static void test_round_trip(void) {
   PoolTLSBin* b = pt_bin(h, c);
   hak__heap_flush(h);
   uint32_t cap = b->ring.cap, lim = b->lo_limit;
-  CHECK(cap >= 4 && cap <= HAK_RING_MAX && lim >= 4, "ring cap %u, lo_limit %u", cap, lim);
+  CHECK(cap >= 4 && cap <= HAK_RING_MAX && lim >= 3 && lim < cap, "ring cap %u, lo_limit %u", cap, lim);
   unsigned n = cap + 3 * (lim + 1) + 7;
   void** p = pt_map(n * sizeof(void*));
   for (unsigned i = 0; i < n; i++) {
@@ -294,6 +308,7 @@ int main(int argc, char** argv) {
   hk_begin("test_pool_basic", 120);
   printf("test_pool_basic (%s)\n", REL_API_NAME);
   HK_STEP(test_classes());
+  HK_STEP(test_block_starts());
   HK_STEP(test_fresh_misses());
   HK_STEP(test_usable_sizes());
   HK_STEP(test_wmax_borrow());
