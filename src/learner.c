@@ -53,6 +53,15 @@ static uint32_t learn_clamp(const hak_learn_params_t* p, int64_t v) {
   return (uint32_t)v;
 }
 
+//! ceil() of a non-negative x, without libm (the run time needs libc and
+//! pthreads only; -O0 builds call ceil, which libhakmem.so does not link).
+static double learn_ceil(double x) {
+  if (!(x > 0)) return 0;             /* callers pass no negatives (NaN: none either) */
+  if (x >= 1e18) return x;            /* already an integer */
+  double i = (double)(uint64_t)x;
+  return i < x ? i + 1 : i;
+}
+
 //! How far CAP rises for a window below the band: a step, or (proportional)
 //! toward CAP * target / hit, at most x max_factor and the window's missed
 //! units (at least 1: a move of a whole step near the band could jump
@@ -61,7 +70,7 @@ static uint32_t learn_clamp(const hak_learn_params_t* p, int64_t v) {
 static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
   if (p->max_factor <= 1) return p->step;
   double f = hit * p->max_factor > p->target ? p->target / hit : (double)p->max_factor;
-  double up = ceil((double)cap * (f - 1.0));
+  double up = learn_ceil((double)cap * (f - 1.0));
   if (up > (double)w->miss_units) up = (double)w->miss_units;    /* w: the peaks since the last change */
   return up > 1 ? (uint64_t)up : 1;
 }
@@ -71,8 +80,8 @@ static uint64_t learn_rise(const hak_learn_params_t* p, uint32_t cap, double hit
 //! way (a class served by its thread caches needs no CAP).
 static uint64_t learn_fall(const hak_learn_params_t* p, uint32_t cap, double hit, const hak_learn_window_t* w) {
   if (p->max_factor <= 1) return p->step;
-  double want = ceil((double)cap * p->target / hit);
-  double need = ceil((double)w->drawn_units * p->target / hit);
+  double want = learn_ceil((double)cap * p->target / hit);
+  double need = learn_ceil((double)w->drawn_units * p->target / hit);
   if (need < want) want = need;
   double down = (double)cap - want;
   return down > 1 ? (uint64_t)down : 1;
