@@ -74,7 +74,7 @@ typedef struct hak_page {
   uint8_t  committed;          /* memory is (or may be) resident */
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
-  uint64_t _pad1[2];           /* was the block-start constants: per class now */
+  uint64_t _pad1[2];           /* keeps the descriptor one line (see the assert) */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -102,17 +102,14 @@ typedef struct hak_segment {
 _Static_assert(sizeof(hak_page_t) == 64, "page descriptors are one cache line");
 _Static_assert(offsetof(hak_segment_t, pages) % 64 == 0, "and aligned to one");
 
-HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) {
-  hak_segment_t* s = (hak_segment_t*)(a & ~HAK_SEG_MASK);
-  return &s->pages[(a >> HAK_PAGE_SHIFT) & (HAK_PAGES_PER_SEG - 1)];
-}
 HAK_INLINE hak_segment_t* hak__seg_of(uintptr_t a) { return (hak_segment_t*)(a & ~HAK_SEG_MASK); }
 HAK_INLINE unsigned hak__page_index(uintptr_t a) {
   return (unsigned)(a >> HAK_PAGE_SHIFT) & (HAK_PAGES_PER_SEG - 1);
 }
+HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) { return &hak__seg_of(a)->pages[hak__page_index(a)]; }
 HAK_INLINE uintptr_t hak__page_start(const hak_page_t* pg) {
-  uintptr_t seg = (uintptr_t)pg & ~HAK_SEG_MASK;
-  return seg + ((uintptr_t)(pg - ((hak_segment_t*)seg)->pages) << HAK_PAGE_SHIFT);
+  hak_segment_t* s = hak__seg_of((uintptr_t)pg);
+  return (uintptr_t)s + ((uintptr_t)(pg - s->pages) << HAK_PAGE_SHIFT);
 }
 HAK_INLINE int hak__seg_kind(uintptr_t a) {
   uintptr_t i = a >> HAK_SEG_SHIFT;
@@ -267,15 +264,16 @@ hak_heap_t* hak__heap_of_token(uintptr_t t);      /* the heap whose id t carries
 HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
   return atomic_load_explicit(&pg->owner, memory_order_relaxed);
 }
-//! Sets a page's owner and its packed copy (the free fast path's); tag is
-//! the token, except HAK_TOKEN_SENTINEL for a free page.
+//! Sets the packed copy of a page's owner that free reads: the owner, or
+//! HAK_TOKEN_SENTINEL for a free page (no heap matches it).
 HAK_INLINE void hak__page_set_tag(hak_page_t* pg, uintptr_t tag) {
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
   atomic_store_explicit(&s->ptag[pg - s->pages], tag, memory_order_relaxed);
 }
-HAK_INLINE void hak__page_set_owner(hak_page_t* pg, uintptr_t owner, uintptr_t tag) {
+//! Sets a page's owner and its packed copy.
+HAK_INLINE void hak__page_set_owner(hak_page_t* pg, uintptr_t owner) {
   atomic_store_explicit(&pg->owner, owner, memory_order_relaxed);
-  hak__page_set_tag(pg, tag);
+  hak__page_set_tag(pg, owner);
 }
 
 hak_heap_t* hak__heap_get(void);     /* the calling thread's heap, made on first use */

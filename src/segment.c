@@ -113,7 +113,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   pthread_mutex_unlock(&seg_lock);
   hak_page_t* pg = &s->pages[i];
   hak__page_init_class(pg, cls);
-  hak__page_set_owner(pg, owner->token, owner->token);
+  hak__page_set_owner(pg, owner->token);
   pg->committed = 1;
   atomic_store_explicit(&pg->carved, 0, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_ACTIVE, memory_order_release);
@@ -127,7 +127,8 @@ void hak__page_release(hak_page_t* pg) {
   unsigned cls = pg->cls;
   hak__os_decommit((void*)hak__page_start(pg), HAK_PAGE_SIZE);
   pg->committed = 0;
-  hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_SENTINEL);   /* free: fast path declines */
+  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
+  hak__page_set_tag(pg, HAK_TOKEN_SENTINEL);      /* free: the fast path declines */
   atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
   atomic_fetch_sub_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
   hak__layer_mapped_add(cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID, -(int64_t)HAK_PAGE_SIZE);

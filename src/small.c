@@ -212,7 +212,7 @@ static void small_slot_retire(PoolTLSPage* s) {
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
   /* a carved-out page has no owner: any thread frees into its own cache */
-  hak__page_set_owner(pg, HAK_TOKEN_NONE, HAK_TOKEN_NONE);
+  hak__page_set_owner(pg, HAK_TOKEN_NONE);
   s->page = NULL;
   s->bump = s->end = 0;
 }
