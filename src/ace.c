@@ -6,6 +6,8 @@
  *   r = (class_size * allocs - req_bytes) / (class_size * allocs),
  * over the learner's last window in which the class allocated (else over
  * the whole run), times its live bytes (allocs - frees) * class_size.
+ * Tiny counts the requests of its slow path's allocations only (req_n of
+ * them, stats.h), so there allocs in r is req_n: the ratio of a sample.
  * Huge blocks (page-rounded mappings) are not counted. */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -33,9 +35,13 @@ static int64_t ace_ratio_ppm(uint64_t size, uint64_t allocs, uint64_t req) {
   return (int64_t)((double)(handed - req) * 1e6 / (double)handed);
 }
 
+//! The counter of allocations whose requests req_bytes sums (see stats.h).
+static inline unsigned ace_req_counter(unsigned c) { return c < HAK_TINY_CLASSES ? HAK_CS_req_n : HAK_CS_alloc; }
+
 void hak__ace_window(const hak_tstats_t* prev, const hak_tstats_t* cur) {
   for (unsigned c = 0; c < HAK_STAT_HUGE; c++) {
-    uint64_t a = ace_sub(cur->c[HAK_CS_alloc][c], prev->c[HAK_CS_alloc][c]);
+    unsigned k = ace_req_counter(c);
+    uint64_t a = ace_sub(cur->c[k][c], prev->c[k][c]);
     uint64_t r = ace_sub(cur->c[HAK_CS_req_bytes][c], prev->c[HAK_CS_req_bytes][c]);
     int64_t ppm = ace_ratio_ppm(hak__ace_class_size(c), a, r);
     if (ppm >= 0) atomic_store_explicit(&ace_ratio_ppm1[c], (uint32_t)ppm + 1, memory_order_relaxed);
@@ -51,7 +57,7 @@ uint64_t hak__ace_class_waste(const hak_tstats_t* t, unsigned c) {
   uint64_t live = hak__ace_class_live(t, c);
   if (!size || !live) return 0;
   uint32_t w = atomic_load_explicit(&ace_ratio_ppm1[c], memory_order_relaxed);
-  int64_t ppm = w ? (int64_t)w - 1 : ace_ratio_ppm(size, t->c[HAK_CS_alloc][c], t->c[HAK_CS_req_bytes][c]);
+  int64_t ppm = w ? (int64_t)w - 1 : ace_ratio_ppm(size, t->c[ace_req_counter(c)][c], t->c[HAK_CS_req_bytes][c]);
   if (ppm <= 0) return 0;
   return (uint64_t)((double)live * (double)size * (double)ppm / 1e6);
 }

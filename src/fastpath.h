@@ -37,8 +37,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */
       b->count--;
       p[1] = NULL;                       /* clear the free mark */
-      HAK_CSTAT(h, c, alloc, 1);
-      HAK_CSTAT(h, c, req_bytes, n);
+      HAK_CSTAT(h, c, alloc, 1);         /* no req_bytes: the slow path samples them (stats.h) */
       return p;
     }
   } else if (hak_likely(n <= HAK_MID_MAX)) {
@@ -71,15 +70,17 @@ HAK_INLINE void hak__free_fast(void* p) {
     uintptr_t* w = (uintptr_t*)p;
     uintptr_t mark = hak__cookie ^ a;
     /* own page or ownerless page (both common, interleaved at random: one
-     * branch, as two would mispredict), then the start of a block (a
-     * branch of its own: folding it into the first cost the Tiny and Mid
-     * bands 4-6%, for the setcc and or before the one branch) */
+     * branch, as two would mispredict), then the start of a block, with
+     * the constants of the bin the block goes to (a branch of its own:
+     * folding it into the first cost the Tiny and Mid bands 4-6%, for the
+     * setcc and or before the one branch) */
     uintptr_t bad = atomic_load_explicit(&s->ptag[i], memory_order_relaxed) & h->ntoken;
     unsigned c = s->pcls[i];
-    if (hak_likely(bad == 0) && hak_likely(HAK_CHECK_OK(hak__is_block_start_cls(c, a)))) {
+    if (hak_likely(bad == 0)) {
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
-        if (hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
+        if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
+            hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
           w[0] = (uintptr_t)b->head;
           /* a separate 8-byte store: a 16-byte one would not forward to
            * the 8-byte load of the mark when the block is reused at once */
@@ -93,7 +94,8 @@ HAK_INLINE void hak__free_fast(void* p) {
         PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
         uint32_t top = r->top;
         void** it = r->items;
-        if (hak_likely(top < r->cap && HAK_CHECK_OK(it[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
+        if (hak_likely(HAK_CHECK_OK(hak__div_is_start(r->div, a))) &&
+            hak_likely(top < r->cap && HAK_CHECK_OK(it[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
           it[top] = p;
           r->top = top + 1;
           w[1] = mark;

@@ -38,10 +38,12 @@ static void heap_setup(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
     uint32_t lim = (uint32_t)(65536 / hak__class_size[c]);
     h->tiny[c].base = h->tiny[c].limit = lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
+    h->tiny[c].div = hak__class_div[c];
   }
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
     b->ring.cap = (uint32_t)hak__opt.pool_tls_ring;
+    b->ring.div = hak__class_div[c];
     /* at most a ring's worth: a flush of the overflow list (lo_limit + 1
      * blocks) is then a chain a ring refill (half a ring, whole chains up
      * to twice that) takes whole, with no walk to split it; split walks of

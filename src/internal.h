@@ -117,17 +117,21 @@ HAK_INLINE int hak__seg_kind(uintptr_t a) {
   return i < HAK_SEGMAP_N ? __atomic_load_n(&hak__segmap[i], __ATOMIC_RELAXED) : HAK_SEG_NONE;
 }
 /* 1 if a is the start of a block of class cls (not an interior pointer).
- * With c = ceil(2^64 / d) and off < 2^32, off * c mod 2^64 is below c
- * exactly when d divides off (Lemire, Kaser and Kurz, 2019); for off = q * d
- * it is q * e, e = c * d mod 2^64 < d, so one compare with
+ * With c = ceil(2^32 / d) and off < 2^16, d < 2^16, off * c mod 2^32 is
+ * below c exactly when d divides off (Lemire, Kaser and Kurz, 2019); for
+ * off = q * d it is q * e, e = c * d mod 2^32 < d, so one compare with
  * (capacity - 1) * e also rejects the tail past the last block (e = 0 for
- * a power of two, whose pages have no tail).  One multiply, no shift by a
- * loaded count; the constants are per class (classes.c). */
-typedef struct { uint64_t c, lim; } hak_div_t;
+ * a power of two, whose pages have no tail).  One 32-bit multiply; the
+ * constants are per class (classes.c), and each heap bin keeps a copy next
+ * to its head, so the inline free loads no table. */
+typedef struct { uint32_t c, lim; } hak_div_t;
 extern const hak_div_t hak__class_div[HAK_SMALL_CLASSES];
+HAK_INLINE int hak__div_is_start(hak_div_t d, uintptr_t a) {
+  uint32_t off = (uint32_t)(a & (HAK_PAGE_SIZE - 1));
+  return (uint32_t)(off * d.c) <= d.lim;
+}
 HAK_INLINE int hak__is_block_start_cls(unsigned cls, uintptr_t a) {
-  uint64_t off = a & (HAK_PAGE_SIZE - 1);
-  return off * hak__class_div[cls].c <= hak__class_div[cls].lim;
+  return hak__div_is_start(hak__class_div[cls], a);
 }
 HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
   return hak__is_block_start_cls(pg->cls, a);
@@ -190,7 +194,9 @@ typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
   uint32_t limit;                   /* adapts between base and HAK_TINY_LIMIT_MAX */
   uint32_t base;
   uint32_t overages;                /* spills since the limit last moved */
+  hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
 } __attribute__((aligned(32))) hak_tiny_bin_t;
+_Static_assert(sizeof(hak_tiny_bin_t) == 32, "a tiny bin is half a line");
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
 #define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
@@ -198,6 +204,7 @@ typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
 typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
   uint32_t top;
   uint32_t cap;
+  hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
   void*    items[HAK_RING_MAX];
 } PoolTLSRing;
 

@@ -6,9 +6,13 @@
 #include <stdint.h>
 
 /* per size class */
+/* req_bytes sums requests: of every allocation in Mid, Large and Huge (the
+ * W_MAX learner weighs Mid waste), but in Tiny only of the slow path's,
+ * req_n of them: the inline path counts no bytes (an add of n there cost
+ * the Tiny band 4-5%), and ace.c scales the sample up. */
 #define HAK_CLASS_STATS(X) \
   X(alloc) X(free) X(remote_free) X(miss) X(refill) X(refill_pages) X(borrow) \
-  X(central_pop) X(central_push) X(req_bytes)
+  X(central_pop) X(central_push) X(req_bytes) X(req_n)
 
 /* per thread, not per class */
 #define HAK_THREAD_STATS(X) \

@@ -490,6 +490,14 @@ static void test_ace_waste(void) {
   size_t wl = hak_ace_get_total_waste();
   CHECK(wl >= after + (size_t)N / 10 * 120000, "100 live Large blocks: waste %zu (after %zu)", wl, after);
   for (int i = 0; i < N / 10; i++) free(p[i]);
+  /* Tiny: the ratio comes from the slow path's sample of requests */
+  size_t bt = hak_ace_get_total_waste();
+  for (int i = 0; i < N; i++) p[i] = malloc(100);    /* class 112: 12 bytes of waste each */
+  size_t wt = hak_ace_get_total_waste();
+  size_t wantt = 12 * N;
+  CHECK(wt >= bt + wantt * 8 / 10 && wt <= bt + wantt * 13 / 10,
+        "1000 live blocks of 100 B (class 112): waste %zu, before %zu, want ~%zu more", wt, bt, wantt);
+  for (int i = 0; i < N; i++) free(p[i]);
 }
 
 int main(int argc, char** argv) {

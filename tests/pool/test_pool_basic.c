@@ -37,7 +37,8 @@ static void test_classes(void) {
 
 //! The block-start check's per-class constants (classes.c, written out by
 //! hand) agree with the class sizes: exhaustively, for every small class and
-//! every offset in a page, exactly the block starts pass.
+//! every offset in a page, exactly the block starts pass; and a heap's bins
+//! hold the same constants.
 static void test_block_starts(void) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     uint32_t d = hak__class_size[c], cap = (uint32_t)(HAK_PAGE_SIZE / d);
@@ -46,6 +47,13 @@ static void test_block_starts(void) {
       CHECK(hak__is_block_start_cls(c, off) == want, "class %u (%u B), offset %u: block start %d, expected %d",
             c, d, off, hak__is_block_start_cls(c, off), want);
     }
+  }
+  /* the inline free checks with its bin's copy of the constants */
+  free(malloc(16));
+  hak_heap_t* h = hak__tls_heap;
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    hak_div_t d = c < HAK_TINY_CLASSES ? h->tiny[c].div : h->mid[c - HAK_TINY_CLASSES].ring.div;
+    CHECK(d.c == hak__class_div[c].c && d.lim == hak__class_div[c].lim, "class %u: the bin's constants differ", c);
   }
 }
 
