@@ -474,30 +474,31 @@ static void test_bad_env(void) {
 }
 
 /* ---- ACE waste -------------------------------------------------------------------- */
-static void test_ace_waste(void) {
+enum { ACE_N = 1000 };
+static void* ace_p[ACE_N];
+
+//! Allocates ACE_N blocks of n bytes (class size cs) and checks the total
+//! waste grew by about (cs - n) each; returns the waste before.
+static size_t ace_live(size_t n, size_t cs) {
   size_t before = hak_ace_get_total_waste();
-  enum { N = 1000 };
-  static void* p[N];
-  for (int i = 0; i < N; i++) p[i] = malloc(1100);   /* class 1280: 180 bytes of waste each */
-  size_t w = hak_ace_get_total_waste();
-  size_t want = 180 * N;
+  for (int i = 0; i < ACE_N; i++) ace_p[i] = malloc(n);
+  size_t w = hak_ace_get_total_waste(), want = (cs - n) * ACE_N;
   CHECK(w >= before + want * 8 / 10 && w <= before + want * 13 / 10,
-        "1000 live blocks of 1100 B (class 1280): waste %zu, before %zu, want ~%zu more", w, before, want);
-  for (int i = 0; i < N; i++) free(p[i]);
+        "%d live blocks of %zu B (class %zu): waste %zu, before %zu, want ~%zu more", ACE_N, n, cs, w, before, want);
+  return before;
+}
+
+static void test_ace_waste(void) {
+  size_t before = ace_live(1100, 1280);                  /* Mid */
+  for (int i = 0; i < ACE_N; i++) free(ace_p[i]);
   size_t after = hak_ace_get_total_waste();
-  CHECK(after <= before + want / 10, "after the frees: waste %zu (before %zu)", after, before);
-  for (int i = 0; i < N / 10; i++) p[i] = malloc(512 * 1024 + 1);   /* Large class 655360 */
+  CHECK(after <= before + 180 * ACE_N / 10, "after the frees: waste %zu (before %zu)", after, before);
+  for (int i = 0; i < ACE_N / 10; i++) ace_p[i] = malloc(512 * 1024 + 1);   /* Large class 655360 */
   size_t wl = hak_ace_get_total_waste();
-  CHECK(wl >= after + (size_t)N / 10 * 120000, "100 live Large blocks: waste %zu (after %zu)", wl, after);
-  for (int i = 0; i < N / 10; i++) free(p[i]);
-  /* Tiny: the ratio comes from the slow path's sample of requests */
-  size_t bt = hak_ace_get_total_waste();
-  for (int i = 0; i < N; i++) p[i] = malloc(100);    /* class 112: 12 bytes of waste each */
-  size_t wt = hak_ace_get_total_waste();
-  size_t wantt = 12 * N;
-  CHECK(wt >= bt + wantt * 8 / 10 && wt <= bt + wantt * 13 / 10,
-        "1000 live blocks of 100 B (class 112): waste %zu, before %zu, want ~%zu more", wt, bt, wantt);
-  for (int i = 0; i < N; i++) free(p[i]);
+  CHECK(wl >= after + (size_t)ACE_N / 10 * 120000, "100 live Large blocks: waste %zu (after %zu)", wl, after);
+  for (int i = 0; i < ACE_N / 10; i++) free(ace_p[i]);
+  ace_live(100, 112);            /* Tiny: the ratio comes from the slow path's sample of requests */
+  for (int i = 0; i < ACE_N; i++) free(ace_p[i]);
 }
 
 int main(int argc, char** argv) {
