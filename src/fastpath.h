@@ -27,7 +27,7 @@
 HAK_INLINE void* hak__malloc_fast(size_t n) {
   hak_heap_t* h = hak__tls_heap;
   if (hak_likely(n <= HAK_TINY_MAX)) {
-    unsigned c = hak__tiny_class_of[(n + 15) >> 4];
+    size_t c = hak__tiny_class_of[(n + 15) >> 4];   /* size_t: offsets fold into addresses */
     hak_tiny_bin_t* b = &h->tiny[c];
     void** p = b->head;
     if (hak_likely(p != NULL)) {
@@ -41,13 +41,13 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       return p;
     }
   } else if (hak_likely(n <= HAK_MID_MAX)) {
-    unsigned c = hak__mid_class_of[(n + 255) >> 8];
-    PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-    uint32_t top = r->top;
+    size_t c = hak__mid_class_of[(n + 255) >> 8];
+    PoolTLSRing* r = &hak__mid_bin(h, c)->ring;
+    size_t top = r->top;
     if (hak_likely(top != 0)) {
       void** it = r->items;
       void** p = it[top - 1];
-      r->top = top - 1;
+      r->top = (uint32_t)(top - 1);
       /* no prefetch of the next pop's block: with twenty-odd Mid classes it
        * is many calls away, and an interleaved A/B ran the Mid band 2-3%
        * faster without it (Tiny keeps its prefetch: its next pop is near) */
@@ -75,7 +75,7 @@ HAK_INLINE void hak__free_fast(void* p) {
      * folding it into the first cost the Tiny and Mid bands 4-6%, for the
      * setcc and or before the one branch) */
     uintptr_t bad = atomic_load_explicit(&s->ptag[i], memory_order_relaxed) & h->ntoken;
-    unsigned c = s->pcls[i];
+    size_t c = s->pcls[i];
     if (hak_likely(bad == 0)) {
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];
@@ -91,13 +91,12 @@ HAK_INLINE void hak__free_fast(void* p) {
           return;
         }
       } else {
-        PoolTLSRing* r = &h->mid[c - HAK_TINY_CLASSES].ring;
-        uint32_t top = r->top;
-        void** it = r->items;
+        PoolTLSRing* r = &hak__mid_bin(h, c)->ring;
+        size_t top = r->top;
         if (hak_likely(HAK_CHECK_OK(hak__div_is_start(r->div, a))) &&
-            hak_likely(top < r->cap && HAK_CHECK_OK(it[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
-          it[top] = p;
-          r->top = top + 1;
+            hak_likely(top < r->cap && HAK_CHECK_OK(r->items[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
+          r->items[top] = p;
+          r->top = (uint32_t)(top + 1);
           w[1] = mark;
           HAK_CSTAT(h, c, free, 1);
           return;

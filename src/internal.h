@@ -254,6 +254,13 @@ typedef struct hak_heap {
   hak_tstats_t    st;               /* plain per-thread counters */
 } hak_heap_t;
 
+//! The Mid bin of small class c, as base + c * size with one folded offset
+//! (h->mid[c - HAK_TINY_CLASSES] costs the inline paths a subtract).
+HAK_INLINE PoolTLSBin* hak__mid_bin(hak_heap_t* h, size_t c) {
+  return (PoolTLSBin*)((char*)h + (offsetof(hak_heap_t, mid) - HAK_TINY_CLASSES * sizeof(PoolTLSBin)) +
+                       c * sizeof(PoolTLSBin));
+}
+
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */
 extern uintptr_t  hak__cookie;       /* random: marks a block as free (double-free check) */
