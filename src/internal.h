@@ -257,7 +257,8 @@ typedef struct hak_heap {
 //! The Mid bin of small class c, as base + c * size with one folded offset
 //! (h->mid[c - HAK_TINY_CLASSES] costs the inline paths a subtract).
 HAK_INLINE PoolTLSBin* hak__mid_bin(hak_heap_t* h, size_t c) {
-  return (PoolTLSBin*)((char*)h + (offsetof(hak_heap_t, mid) - HAK_TINY_CLASSES * sizeof(PoolTLSBin)) +
+  /* integer arithmetic: the folded offset is negative, which wraps */
+  return (PoolTLSBin*)((uintptr_t)h + (offsetof(hak_heap_t, mid) - HAK_TINY_CLASSES * sizeof(PoolTLSBin)) +
                        c * sizeof(PoolTLSBin));
 }
 

@@ -49,7 +49,7 @@ static void test_block_starts(void) {
     }
   }
   /* the inline free checks with its bin's copy of the constants */
-  free(malloc(16));
+  A_FREE(A_MALLOC(16));      /* makes this thread's heap (sanitizer builds: through the hak_ API) */
   hak_heap_t* h = hak__tls_heap;
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     hak_div_t d = c < HAK_TINY_CLASSES ? h->tiny[c].div : h->mid[c - HAK_TINY_CLASSES].ring.div;
