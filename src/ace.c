@@ -7,7 +7,8 @@
  * over the learner's last window in which the class allocated (else over
  * the whole run), times its live bytes (allocs - frees) * class_size.
  * Tiny counts the requests of its slow path's allocations only (req_n of
- * them, stats.h), so there allocs in r is req_n: the ratio of a sample.
+ * them, stats.h), so there allocs in r is req_n: the ratio of a sample,
+ * over the last window in which the slow path allocated.
  * Huge blocks (page-rounded mappings) are not counted. */
 #define _GNU_SOURCE
 #include "internal.h"

@@ -33,9 +33,9 @@ const uint8_t hak__mid_class_of[(HAK_MID_MAX >> 8) + 1] = {
   41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41
 };
 
-/* The block-start check's constants (see hak__is_block_start_cls): classes
- * and the page size are below 2^16, which the 32-bit form needs */
-_Static_assert(HAK_PAGE_SIZE <= 65536, "block offsets fit 16 bits");
+/* The block-start check's constants (see hak__is_block_start_cls): offsets
+ * in a page and class sizes are below 2^16, which the 32-bit form needs */
+_Static_assert(HAK_PAGE_SIZE <= 65536 && HAK_MID_MAX < 65536, "offsets and classes fit 16 bits");
 #define DIV(d) {UINT32_MAX / (d) + 1, (uint32_t)((HAK_PAGE_SIZE / (d) - 1) * (uint32_t)((UINT32_MAX / (d) + 1) * (d)))}
 const hak_div_t hak__class_div[HAK_SMALL_CLASSES] = {
   DIV(16), DIV(32), DIV(48), DIV(64), DIV(80), DIV(96), DIV(112), DIV(128), DIV(160), DIV(192),

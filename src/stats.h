@@ -9,7 +9,7 @@
 /* req_bytes sums requests: of every allocation in Mid, Large and Huge (the
  * W_MAX learner weighs Mid waste), but in Tiny only of the slow path's,
  * req_n of them: the inline path counts no bytes (an add of n there cost
- * the Tiny band 4-5%), and ace.c scales the sample up. */
+ * the Tiny band about 3%), and ace.c takes the waste ratio from the sample. */
 #define HAK_CLASS_STATS(X) \
   X(alloc) X(free) X(remote_free) X(miss) X(refill) X(refill_pages) X(borrow) \
   X(central_pop) X(central_push) X(req_bytes) X(req_n)

@@ -49,8 +49,9 @@ static void test_block_starts(void) {
     }
   }
   /* the inline free checks with its bin's copy of the constants */
-  A_FREE(A_MALLOC(16));      /* makes this thread's heap (sanitizer builds: through the hak_ API) */
-  hak_heap_t* h = hak__tls_heap;
+  hak_heap_t* h = pt_heap();
+  for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++)
+    CHECK(hak__mid_bin(h, c) == &h->mid[c - HAK_TINY_CLASSES], "class %u: hak__mid_bin is off", c);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     hak_div_t d = c < HAK_TINY_CLASSES ? h->tiny[c].div : h->mid[c - HAK_TINY_CLASSES].ring.div;
     CHECK(d.c == hak__class_div[c].c && d.lim == hak__class_div[c].lim, "class %u: the bin's constants differ", c);
