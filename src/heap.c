@@ -43,7 +43,7 @@ static void heap_setup(hak_heap_t* h) {
     h->tiny[c].div = hak__class_div[c];
   }
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
-    PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
+    PoolTLSBin* b = hak__mid_bin(h, c);
     b->ring.cap = (uint32_t)hak__opt.pool_tls_ring;
     b->ring.div = hak__class_div[c];
     /* at most a ring's worth: a flush of the overflow list (lo_limit + 1

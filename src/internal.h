@@ -255,7 +255,8 @@ typedef struct hak_heap {
 } hak_heap_t;
 
 //! The Mid bin of small class c, as base + c * size with one folded offset
-//! (h->mid[c - HAK_TINY_CLASSES] costs the inline paths a subtract).
+//! (h->mid[c - HAK_TINY_CLASSES] costs the inline paths a subtract); every
+//! path addresses Mid bins through it.
 HAK_INLINE PoolTLSBin* hak__mid_bin(hak_heap_t* h, size_t c) {
   /* integer arithmetic: the folded offset is negative, which wraps */
   return (PoolTLSBin*)((uintptr_t)h + (offsetof(hak_heap_t, mid) - HAK_TINY_CLASSES * sizeof(PoolTLSBin)) +

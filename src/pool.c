@@ -48,7 +48,7 @@ static void* pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
   uint64_t limit = (uint64_t)req * hak__policy_wmax_milli();
   for (unsigned c2 = cls + 1; c2 < HAK_SMALL_CLASSES; c2++) {
     if ((uint64_t)hak__class_size[c2] * 1000 > limit) break;
-    PoolTLSRing* r2 = &h->mid[c2 - HAK_TINY_CLASSES].ring;
+    PoolTLSRing* r2 = &hak__mid_bin(h, c2)->ring;
     if (r2->top) {
       void** p = r2->items[--r2->top];
       hak__take(p);
@@ -93,7 +93,7 @@ static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
 #define POOL_BORROW_RUN 8
 
 void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
-  PoolTLSBin* b = &h->mid[cls - HAK_TINY_CLASSES];
+  PoolTLSBin* b = hak__mid_bin(h, cls);
   PoolTLSRing* r = &b->ring;
   if (!r->top && !pool_refill_cached(h, cls, b)) {
     /* the next step is a fresh page: W_MAX lets a larger cached block
@@ -132,7 +132,7 @@ static void pool_lo_flush(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
 //! Free when the ring is full (or an adopted block): overflow list, and past
 //! its bound the whole list goes to the central shard in one CAS.
 void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
-  PoolTLSBin* b = &h->mid[cls - HAK_TINY_CLASSES];
+  PoolTLSBin* b = hak__mid_bin(h, cls);
   hak__mark_free(p);
   HAK_CSTAT(h, cls, free, 1);
   if (b->ring.top < b->ring.cap) { b->ring.items[b->ring.top++] = p; return; }
@@ -146,7 +146,7 @@ void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
 //! the ring as two chains, each one a ring refill takes whole.
 void hak__pool_flush(hak_heap_t* h) {
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
-    PoolTLSBin* b = &h->mid[c - HAK_TINY_CLASSES];
+    PoolTLSBin* b = hak__mid_bin(h, c);
     PoolTLSRing* r = &b->ring;
     if (b->lo_head) pool_lo_flush(h, c, b);
     if (!r->top) continue;

@@ -60,7 +60,7 @@ static inline hak_heap_t* pt_heap(void) {
   CHECK(hak__tls_heap != &hak__empty_heap, "no heap after an allocation");
   return hak__tls_heap;
 }
-static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return &h->mid[c - MID_C0]; }
+static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__mid_bin(h, c); }
 
 /* This thread's own counters (plain per-thread fields). */
 #define PT_CSTAT(h, name, cls) __atomic_load_n(&(h)->st.c[HAK_CS_##name][cls], __ATOMIC_RELAXED)

@@ -35,8 +35,8 @@ static void test_classes(void) {
   INFO("worst own-class round-up %.4f at %zu bytes (-> %zu)", worst, worst_n, pt_csize(pt_cls(worst_n)));
 }
 
-//! The block-start check's per-class constants (classes.c, written out by
-//! hand) agree with the class sizes: exhaustively, for every small class and
+//! The block-start check's per-class constants (classes.c, made by a macro
+//! from the class sizes) agree with them: exhaustively, for every small class and
 //! every offset in a page, exactly the block starts pass; and a heap's bins
 //! hold the same constants.
 static void test_block_starts(void) {
