@@ -44,7 +44,7 @@ static void heap_setup(hak_heap_t* h) {
   }
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__mid_bin(h, c);
-    b->ring.cap = (uint32_t)hak__opt.pool_tls_ring;
+    b->ring.cap = b->cap_full = (uint32_t)hak__opt.pool_tls_ring;
     b->ring.div = hak__class_div[c];
     /* at most a ring's worth: a flush of the overflow list (lo_limit + 1
      * blocks) is then a chain a ring refill (half a ring, whole chains up
@@ -127,6 +127,13 @@ static void heap_exit(void* arg) {
   heap_renew_token(h);
   /* frees that raced with the flush */
   hak__heap_flush(h);
+  /* the next thread starts from the base limits: an allocating thread's
+   * grown Tiny limits (512 KiB a class) on a heap recycled for a thread
+   * that only frees held 15 MB from reuse (remote_burst) */
+  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
+    h->tiny[c].limit = h->tiny[c].base;
+    h->tiny[c].overages = 0;
+  }
   hak__stats_merge(h);
   hak__tls_heap = &hak__empty_heap;
   heap_tls_secure = NULL;

@@ -56,6 +56,7 @@ extern uint8_t hak__segmap[HAK_SEGMAP_N];
 #define HAK_SMALL_CLASSES (HAK_TINY_CLASSES + HAK_MID_CLASSES)
 #define HAK_LARGE_CLASSES 17    /* 64K .. 1M, 4 per doubling */
 #define HAK_RING_MAX     64     /* compile-time bound of HAKMEM_POOL_TLS_RING */
+#define HAK_RING_FREEING 4      /* a ring's capacity while its thread only frees (pool.c) */
 #define HAK_SHARDS       4      /* central freelist shards per class */
 
 extern const uint32_t hak__class_size[HAK_SMALL_CLASSES];
@@ -74,7 +75,8 @@ typedef struct hak_page {
   uint8_t  committed;          /* memory is (or may be) resident */
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
-  uint64_t _pad1[2];           /* keeps the descriptor one line (see the assert) */
+  struct hak_page* next_orphan; /* list of partly carved pages, under the segment lock */
+  uint64_t _pad1;              /* keeps the descriptor one line (see the assert) */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -140,6 +142,9 @@ HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
 hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
+void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
+hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
+void        hak__page_orphans_age(unsigned cls);          /* maintenance: unwanted orphans retire */
 void        hak__page_init_class(hak_page_t* pg, unsigned cls);
 /* exact division by d = m * 2^k: *mul = inverse of m mod 2^32, *shift = k */
 void        hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift);
@@ -215,6 +220,7 @@ typedef struct PoolTLSBin {         /* ring, then a LIFO overflow list */
   uint32_t lo_count;
   uint32_t lo_limit;
   uint32_t borrow_run;               /* W_MAX borrows since the last refill */
+  uint32_t cap_full;                 /* the ring's capacity; ring.cap drops while it only frees */
 } PoolTLSBin;
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */

@@ -95,6 +95,7 @@ static int pool_refill_cached(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
 void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   PoolTLSBin* b = hak__mid_bin(h, cls);
   PoolTLSRing* r = &b->ring;
+  if (!r->top) r->cap = b->cap_full;      /* it allocates again: the whole ring */
   if (!r->top && !pool_refill_cached(h, cls, b)) {
     /* the next step is a fresh page: W_MAX lets a larger cached block
      * serve instead (waste traded for a hit), a few times in a row */
@@ -129,6 +130,27 @@ static void pool_lo_flush(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   hak__small_central_push(h, cls, first, last, n);
 }
 
+/* A ring that stays full while its overflow list fills and flushes belongs
+ * to a thread that frees more of the class than it allocates (a consumer,
+ * a thread freeing what others made): the ring drops to HAK_RING_FREEING
+ * blocks, its oldest blocks go to central for the threads that allocate,
+ * and it is whole again when the thread next finds it empty.  Full rings of
+ * free-only threads held 30 MB from reuse in remote_burst. */
+
+//! Sends all but the newest HAK_RING_FREEING blocks of a full ring to the
+//! central shard as one chain, and lowers the ring's capacity to that.
+static void pool_ring_shrink(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
+  PoolTLSRing* r = &b->ring;
+  uint32_t n = r->top - HAK_RING_FREEING;
+  hak__link_set(r->items[0], NULL);
+  for (uint32_t i = 1; i < n; i++) hak__link_set(r->items[i], r->items[i - 1]);
+  void* first = r->items[n - 1];
+  void* last = r->items[0];
+  for (uint32_t i = 0; i < HAK_RING_FREEING; i++) r->items[i] = r->items[n + i];
+  r->top = r->cap = HAK_RING_FREEING;
+  hak__small_central_push(h, cls, first, last, n);
+}
+
 //! Free when the ring is full (or an adopted block): overflow list, and past
 //! its bound the whole list goes to the central shard in one CAS.
 void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
@@ -139,7 +161,10 @@ void hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   hak__link_set(p, b->lo_head);
   if (!b->lo_head) b->lo_tail = p;
   b->lo_head = p;
-  if (++b->lo_count > b->lo_limit) pool_lo_flush(h, cls, b);
+  if (++b->lo_count > b->lo_limit) {
+    pool_lo_flush(h, cls, b);
+    if (b->ring.top > HAK_RING_FREEING) pool_ring_shrink(h, cls, b);
+  }
 }
 
 //! Hands every cached Mid block to the central lists: the overflow list and
@@ -148,6 +173,7 @@ void hak__pool_flush(hak_heap_t* h) {
   for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__mid_bin(h, c);
     PoolTLSRing* r = &b->ring;
+    r->cap = b->cap_full;
     if (b->lo_head) pool_lo_flush(h, c, b);
     if (!r->top) continue;
     void* last = r->items[0];

@@ -98,6 +98,7 @@ static void small_idle_scavenge(unsigned cls) {
 void hak__maintenance_run(uint64_t now) {
   if (!hak__opt.keep)
     for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+      hak__page_orphans_age(c);
       small_idle_scavenge(c);
       small_maybe_scavenge(c, now);
     }
@@ -201,7 +202,8 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
 }
 
 //! Retires an exhausted or abandoned active page: its carved count is final.
-static void small_slot_retire(PoolTLSPage* s) {
+//! A thread that exits (orphan set) leaves a partly carved page for adoption.
+static void small_slot_retire(PoolTLSPage* s, int orphan) {
   hak_page_t* pg = s->page;
   if (!pg) return;
   uintptr_t start = hak__page_start(pg);
@@ -209,6 +211,7 @@ static void small_slot_retire(PoolTLSPage* s) {
   s->page = NULL;
   s->bump = s->end = 0;
   if (!carved) { hak__page_release(pg); return; }   /* untouched: no block will ever return */
+  if (orphan && carved < pg->capacity) { hak__page_orphan(pg, carved); return; }
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
   /* a carved-out page has no owner: any thread frees into its own cache */
@@ -218,7 +221,7 @@ static void small_slot_retire(PoolTLSPage* s) {
 }
 
 void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
-  for (int i = 0; i < HAK_TLS_PAGES; i++) small_slot_retire(&h->pages[cls][i]);
+  for (int i = 0; i < HAK_TLS_PAGES; i++) small_slot_retire(&h->pages[cls][i], 1);
 }
 
 //! alloc_tls_page_batch: takes up to `batch` fresh pages into empty slots
@@ -227,23 +230,26 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
   uint64_t in_use = hak__small_pages_in_use(cls), cap = hak__policy_cap(cls);
   if (in_use >= cap) batch = 1;                                  /* soft CAP: one at a time */
   else if (in_use + (uint64_t)batch > cap) batch = (int)(cap - in_use);
-  int got = 0;
+  int got = 0, fresh = 0;
   for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
     PoolTLSPage* s = &h->pages[cls][i];
     if (s->page && s->bump < s->end) continue;
-    small_slot_retire(s);
-    hak_page_t* pg = hak__page_acquire(cls, h);
+    small_slot_retire(s, 0);
+    /* an exited thread's partly carved page first: no fresh memory */
+    hak_page_t* pg = hak__page_adopt(cls, h);
+    uint32_t from = pg ? atomic_load_explicit(&pg->carved, memory_order_relaxed) : 0;
+    if (!pg && (pg = hak__page_acquire(cls, h)) != NULL) fresh++;
     if (!pg) break;
     s->page = pg;
-    s->bump = hak__page_start(pg);
-    s->end = s->bump + (uintptr_t)pg->capacity * pg->block_size;
+    s->end = hak__page_start(pg) + (uintptr_t)pg->capacity * pg->block_size;
+    s->bump = hak__page_start(pg) + (uintptr_t)from * pg->block_size;
     got++;
   }
   if (got) {
     hak__maintenance_tick();
     HAK_CSTAT(h, cls, refill, 1);
     HAK_CSTAT(h, cls, refill_pages, got);
-    HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
+    if (fresh) HAK_CSTAT(h, cls, miss, fresh);     /* a miss: fresh pages were needed */
   }
   return got;
 }
@@ -261,7 +267,7 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       uint32_t n = avail < max ? avail : max;
       uintptr_t run = s->bump;
       s->bump += (uintptr_t)n * bs;
-      if (s->bump >= s->end) small_slot_retire(s);
+      if (s->bump >= s->end) small_slot_retire(s, 0);
       *got = n;
       return run;
     }

@@ -1,0 +1,140 @@
+/* What threads that come and go, or only free, may hold from reuse.
+ *  1. A thread that frees a class it does not allocate keeps at most a
+ *     small ring and one overflow batch of it; the rest reaches central at
+ *     once, and its ring is whole again when it next allocates.
+ *  2. A heap parked at thread exit starts its next thread from the base
+ *     Tiny limits, not the limits its last thread grew.
+ *  3. An exiting thread's partly carved page is carved on by the next
+ *     thread that needs the class (no stranded tail), and an orphan nobody
+ *     adopts retires after a tick, so its class can give it back. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include "pool_test.h"
+
+#define N_MID 1000
+#define MID_SIZE (16 * KiB)
+static void* mid_blocks[N_MID];
+
+static void* free_only(void* arg) {
+  (void)arg;
+  hak_heap_t* h = pt_heap();
+  unsigned c = pt_cls(MID_SIZE);
+  PoolTLSBin* b = pt_bin(h, c);
+  uint64_t central0 = hak__small_cached_blocks(c);
+  for (int i = 0; i < N_MID; i++) A_FREE(mid_blocks[i]);
+  uint32_t held = b->ring.top + b->lo_count;
+  CHECK(b->ring.cap < b->cap_full, "a free-only thread kept its whole ring (cap %u of %u)", b->ring.cap,
+        b->cap_full);
+  CHECK(held <= b->ring.cap + b->lo_limit, "a free-only thread holds %u blocks (ring %u, lo %u, limit %u)", held,
+        b->ring.top, b->lo_count, b->lo_limit);
+  uint64_t central = hak__small_cached_blocks(c);
+  /* blocks of the allocating thread's active pages went to its inbox */
+  CHECK(central + HAK_INBOX_MAX >= central0 + N_MID - held,
+        "central gained %llu of %d freed blocks, the thread holds %u", (unsigned long long)(central - central0),
+        N_MID, held);
+  /* it allocates again: the ring empties, and the refill makes it whole */
+  void* p[HAK_RING_MAX + 1];
+  uint32_t k = b->ring.top + 1;
+  for (uint32_t i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
+  CHECK(b->ring.cap == b->cap_full, "the ring stayed at %u of %u after an empty-ring refill", b->ring.cap,
+        b->cap_full);
+  for (uint32_t i = 0; i < k; i++) A_FREE(p[i]);
+  return NULL;
+}
+
+#define N_TINY 20000
+static void* tiny_blocks[N_TINY];
+static hak_heap_t* grower_heap;
+
+static void* grower(void* arg) {
+  (void)arg;
+  hak_heap_t* h = pt_heap();
+  unsigned c = hak__tiny_class_of[(64 + 15) >> 4];
+  for (int r = 0; r < 3; r++) {
+    for (int i = 0; i < N_TINY; i++) CHECK((tiny_blocks[i] = A_MALLOC(64)) != NULL, "malloc(64)");
+    for (int i = 0; i < N_TINY; i++) A_FREE(tiny_blocks[i]);
+  }
+  CHECK(h->tiny[c].limit > h->tiny[c].base, "refills from central did not grow the limit (%u)",
+        h->tiny[c].limit);
+  grower_heap = h;
+  return NULL;
+}
+
+#define ORPHAN_SIZE 48
+static void* orphan_block;
+
+static void* one_block(void* arg) {
+  orphan_block = A_MALLOC((size_t)(uintptr_t)arg);
+  CHECK(orphan_block, "malloc");
+  pt_escape(orphan_block);
+  return NULL;
+}
+
+static int adopted;
+
+static void* adopter(void* arg) {
+  (void)arg;
+  hak_page_t* pg = hak__page_of((uintptr_t)orphan_block);
+  uint32_t carved = atomic_load(&pg->carved);
+  uintptr_t from = hak__page_start(pg) + (uintptr_t)carved * pg->block_size;
+  uint32_t n = 2 * pg->capacity;
+  void** p = A_MALLOC(n * sizeof *p);
+  CHECK(p, "malloc");
+  for (uint32_t i = 0; i < n; i++) {
+    CHECK((p[i] = A_MALLOC(ORPHAN_SIZE)) != NULL, "malloc(%d)", ORPHAN_SIZE);
+    if ((uintptr_t)p[i] >= from && hak__page_of((uintptr_t)p[i]) == pg) adopted = 1;
+  }
+  for (uint32_t i = 0; i < n; i++) A_FREE(p[i]);
+  A_FREE(p);
+  return NULL;
+}
+
+static void run(void* (*fn)(void*), void* arg) {
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, fn, arg) == 0, "pthread_create");
+  pthread_join(t, NULL);
+}
+
+int main(void) {
+  hk_begin("pool/test_pool_free_only", 60);
+  /* no scavenge may take central blocks, and no maintenance tick may
+   * retire an orphan, while the test counts and looks */
+  hak__opt.keep = 1;
+  pt_heap();
+
+  /* 1 */
+  for (int i = 0; i < N_MID; i++) CHECK((mid_blocks[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
+  run(free_only, NULL);
+
+  /* 2 */
+  run(grower, NULL);
+  unsigned c64 = hak__tiny_class_of[(64 + 15) >> 4];
+  CHECK(grower_heap->tiny[c64].limit == grower_heap->tiny[c64].base,
+        "a parked heap kept its thread's grown limit %u (base %u)", grower_heap->tiny[c64].limit,
+        grower_heap->tiny[c64].base);
+
+  /* 3 */
+  run(one_block, (void*)(uintptr_t)ORPHAN_SIZE);
+  hak_page_t* pg = hak__page_of((uintptr_t)orphan_block);
+  CHECK(atomic_load(&pg->state) == HAK_PAGE_ACTIVE && atomic_load(&pg->carved) < pg->capacity &&
+            hak__page_owner(pg) == HAK_TOKEN_NONE,
+        "an exiting thread's partly carved page is not an orphan (state %d, carved %u of %u)",
+        (int)atomic_load(&pg->state), atomic_load(&pg->carved), pg->capacity);
+  run(adopter, NULL);
+  CHECK(adopted, "no block past the exited thread's carved count: its page's tail was stranded");
+  A_FREE(orphan_block);
+
+  /* an orphan nobody adopts: a tick of grace, then it retires */
+  unsigned c80 = hak__tiny_class_of[(80 + 15) >> 4];
+  run(one_block, (void*)(uintptr_t)80);
+  pg = hak__page_of((uintptr_t)orphan_block);
+  CHECK(atomic_load(&pg->state) == HAK_PAGE_ACTIVE, "no orphan of the 80-byte class");
+  hak__page_orphans_age(c80);
+  CHECK(atomic_load(&pg->state) == HAK_PAGE_ACTIVE, "an orphan retired in the tick it was left");
+  hak__page_orphans_age(c80);
+  CHECK(atomic_load(&pg->state) == HAK_PAGE_FULL, "an orphan nobody adopted did not retire (state %d)",
+        (int)atomic_load(&pg->state));
+  A_FREE(orphan_block);
+  printf("pool/test_pool_free_only: ok\n");
+  return 0;
+}
