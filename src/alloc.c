@@ -177,7 +177,39 @@ HAK_API size_t hak_usable_size(const void* p) {
   return usable_checked(p);
 }
 
+//! The usable size of a small or Large block when it can be read from the
+//! packed page tags (no descriptor line), else 0: then the caller takes the
+//! checked path, which reports misuse.
+HAK_INLINE size_t usable_quick(const void* p) {
+  uintptr_t a = (uintptr_t)p;
+  int kind = hak__seg_kind(a);
+  if (hak_likely(kind == HAK_SEG_SMALL)) {
+    hak_segment_t* s = hak__seg_of(a);
+    unsigned i = hak__page_index(a);
+    size_t c = s->pcls[i];
+    if (i == 0 || atomic_load_explicit(&s->ptag[i], memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
+        c >= HAK_SMALL_CLASSES || !hak__is_block_start_cls((unsigned)c, a))
+      return 0;
+    return hak__class_size[c];
+  }
+  return kind == HAK_SEG_LARGE ? hak__l25_usable(p) : 0;
+}
+
+static void* realloc_move(void* p, size_t n);
+
+//! realloc: a block that still fits (and wastes at most half) stays, with
+//! no frame and no descriptor read; the rest is realloc_move.  A string
+//! built by appends calls this on every append.
 HAK_API void* hak_realloc(void* p, size_t n) {
+  if (hak_likely(p != NULL && n != 0 && !(hak__opt.valgrind | hak__opt.secure))) {
+    size_t old = usable_quick(p);
+    if (hak_likely(n <= old && (n >= old / 2 || old <= 64))) return p;
+  }
+  return realloc_move(p, n);
+}
+
+//! Every other realloc: null, zero size, huge blocks, options, moves.
+static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
   if (!p) return hak__malloc_fast(n);
   if (n == 0) { hak__free_fast(p); return NULL; }
   if (n > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
@@ -202,7 +234,12 @@ HAK_API void* hak_realloc(void* p, size_t n) {
     if (failed && n > old) return NULL;
   }
   if (n <= old && (n >= old / 2 || old <= 64)) return p;   /* fits, and wastes at most half */
-  void* q = hak__malloc_fast(n);
+  /* a block that grows by a little will grow again: take a quarter more,
+   * so a string built by small appends moves every few classes, not at
+   * every one (Tiny classes are 16 bytes apart) */
+  size_t want = n > old && n - old < old / 4 ? old + old / 4 : n;
+  void* q = hak__malloc_fast(want);
+  if (!q && want != n) q = hak__malloc_fast(n);
   if (!q) return NULL;
   memcpy(q, p, old < n ? old : n);
   hak__free_fast(p);

@@ -237,6 +237,22 @@ static void test_realloc(void) {
     if (n > 1) CHECK(p[0] == 1, "realloc grow to %zu lost byte 0", n);
   }
   free(p);
+  /* A block that grows by a little takes a quarter more, so appends do
+   * not move it at every class; a shrink to at least half stays put. */
+  size_t ups[] = {200, 3000, 100000};
+  for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+    unsigned char* b = malloc(ups[i]);
+    CHECK(b, "malloc(%zu)", ups[i]);
+    size_t old = malloc_usable_size(b);
+    unsigned char* c = realloc(b, old + 1);
+    CHECK(c && malloc_usable_size(c) >= old + old / 4, "realloc(%zu -> %zu): usable %zu, expected >= %zu", old,
+          old + 1, c ? malloc_usable_size(c) : 0, old + old / 4);
+    size_t grown = malloc_usable_size(c);
+    uintptr_t was = (uintptr_t)c;
+    unsigned char* d = realloc(c, grown / 2 + 1);
+    CHECK((uintptr_t)d == was, "realloc(%zu -> %zu) moved a block that fits", grown, grown / 2 + 1);
+    free(d);
+  }
 }
 
 static void test_realloc_zero_frees(void) {

@@ -112,6 +112,14 @@ static void c_interior_realloc(mcase_t* c) {
   announce(c, p + off);
   sink = realloc(L(p + off), c->size * 2);
 }
+/* a shrink that would fit in place: realloc's quick path must decline */
+static void c_interior_realloc_shrink(mcase_t* c) {
+  char* p = malloc(c->size);
+  CHECK(p, "malloc");
+  size_t off = c->size > 8192 ? 4096 + 32 : 32;
+  announce(c, p + off);
+  sink = realloc(L(p + off), c->size - off - 8);
+}
 static void c_interior_usable(mcase_t* c) {
   char* p = malloc(c->size);
   CHECK(p, "malloc");
@@ -158,6 +166,9 @@ static mcase_t cases[] = {
     {"interior realloc mid", c_interior_realloc, 30000, INT, ""},
     {"interior realloc large", c_interior_realloc, 500000, INT, ""},
     {"interior realloc huge", c_interior_realloc, 2 << 20, INT, ""},
+    {"interior realloc in place tiny", c_interior_realloc_shrink, 200, INT, ""},
+    {"interior realloc in place mid", c_interior_realloc_shrink, 30000, INT, ""},
+    {"interior realloc in place large", c_interior_realloc_shrink, 500000, INT, ""},
     {"interior malloc_usable_size tiny", c_interior_usable, 300, INT, ""},
     {"interior malloc_usable_size mid", c_interior_usable, 40000, INT, ""},
     {"interior malloc_usable_size large", c_interior_usable, 700000, INT, ""},
