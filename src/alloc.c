@@ -346,6 +346,8 @@ size_t hak__trim_all(void) {
     hak__heap_flush(h);
     hak__heaps_drain_dead(h);
   }
+  /* orphans are ACTIVE, which no scavenge releases: retire them all */
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__page_orphans_age(c, UINT64_MAX);
   size_t bytes = hak__small_trim();
   bytes += hak__l25_trim(0);
   bytes += hak__huge_trim(1);

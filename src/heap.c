@@ -129,7 +129,7 @@ static void heap_exit(void* arg) {
   hak__heap_flush(h);
   /* the next thread starts from the base limits: an allocating thread's
    * grown Tiny limits (512 KiB a class) on a heap recycled for a thread
-   * that only frees held 15 MB from reuse (remote_burst) */
+   * that only frees held 7 MB from reuse in remote_burst */
   for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
     h->tiny[c].limit = h->tiny[c].base;
     h->tiny[c].overages = 0;

@@ -76,7 +76,7 @@ typedef struct hak_page {
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
   struct hak_page* next_orphan; /* list of partly carved pages, under the segment lock */
-  uint64_t _pad1;              /* keeps the descriptor one line (see the assert) */
+  uint64_t orphan_ns;          /* when its thread exited and left it (hak__page_orphan) */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint64_t _pad2;
@@ -144,7 +144,7 @@ hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
-void        hak__page_orphans_age(unsigned cls);          /* maintenance: unwanted orphans retire */
+void        hak__page_orphans_age(unsigned cls, uint64_t before);  /* orphans left before: retired */
 void        hak__page_init_class(hak_page_t* pg, unsigned cls);
 /* exact division by d = m * 2^k: *mul = inverse of m mod 2^32, *shift = k */
 void        hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift);

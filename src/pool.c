@@ -134,8 +134,8 @@ static void pool_lo_flush(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
  * to a thread that frees more of the class than it allocates (a consumer,
  * a thread freeing what others made): the ring drops to HAK_RING_FREEING
  * blocks, its oldest blocks go to central for the threads that allocate,
- * and it is whole again when the thread next finds it empty.  Full rings of
- * free-only threads held 30 MB from reuse in remote_burst. */
+ * and it is whole again when the thread next finds it empty.  Full rings
+ * held up to 18 MB per free-only thread in remote_burst's classes. */
 
 //! Sends all but the newest HAK_RING_FREEING blocks of a full ring to the
 //! central shard as one chain, and lowers the ring's capacity to that.

@@ -25,9 +25,9 @@ _Atomic int hak__anon_pops;
  * page per slot and class) until every carved block came back, and a
  * program whose threads come and go kept mapping more (remote_burst). */
 #define SEG_ORPHANS_MAX 16
+#define SEG_ORPHAN_AGE_NS 200000000ull      /* unadopted this long: retired */
 static hak_page_t* seg_orphans[HAK_SMALL_CLASSES];
 static _Atomic uint32_t seg_orphan_n[HAK_SMALL_CLASSES];
-static _Atomic uint8_t seg_orphan_used[HAK_SMALL_CLASSES];   /* adopted or left since the last tick */
 
 void hak__segment_lock(void) { pthread_mutex_lock(&seg_lock); }
 void hak__segment_unlock(void) { pthread_mutex_unlock(&seg_lock); }
@@ -157,6 +157,7 @@ void hak__page_release(hak_page_t* pg) {
 
 //! Marks a partly carved page carved out: blocks freed from now on go to
 //! the freeing thread's cache, and once all are back it may be released.
+//! Under seg_lock, so a fork never sees a page between two states.
 static void page_retire(hak_page_t* pg, uint32_t carved) {
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
@@ -168,55 +169,54 @@ static void page_retire(hak_page_t* pg, uint32_t carved) {
 //! class already has enough orphans.
 void hak__page_orphan(hak_page_t* pg, uint32_t carved) {
   unsigned cls = pg->cls;
-  atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
-  hak__page_set_owner(pg, HAK_TOKEN_NONE);      /* frees go to the freeing thread's cache */
+  uint64_t now = hak__os_now_ns();
   pthread_mutex_lock(&seg_lock);
-  int keep = atomic_load_explicit(&seg_orphan_n[cls], memory_order_relaxed) < SEG_ORPHANS_MAX;
-  if (keep) {
+  if (atomic_load_explicit(&seg_orphan_n[cls], memory_order_relaxed) >= SEG_ORPHANS_MAX) {
+    page_retire(pg, carved);
+  } else {
+    atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
+    hak__page_set_owner(pg, HAK_TOKEN_NONE);    /* frees go to the freeing thread's cache */
+    pg->orphan_ns = now;
     pg->next_orphan = seg_orphans[cls];
     seg_orphans[cls] = pg;
     atomic_fetch_add_explicit(&seg_orphan_n[cls], 1, memory_order_relaxed);
-    atomic_store_explicit(&seg_orphan_used[cls], 1, memory_order_relaxed);   /* a tick's grace */
   }
   pthread_mutex_unlock(&seg_lock);
-  if (!keep) page_retire(pg, carved);
 }
 
-//! Takes an orphan of class cls for owner; its carved count says where the
-//! bump pointer resumes.
+//! Takes the newest orphan of class cls for owner (its lines are the
+//! likeliest to be cached); its carved count says where the bump pointer
+//! resumes.
 hak_page_t* hak__page_adopt(unsigned cls, hak_heap_t* owner) {
   if (!atomic_load_explicit(&seg_orphan_n[cls], memory_order_relaxed)) return NULL;
   pthread_mutex_lock(&seg_lock);
   hak_page_t* pg = seg_orphans[cls];
   if (pg) {
     seg_orphans[cls] = pg->next_orphan;
+    pg->next_orphan = NULL;
     atomic_fetch_sub_explicit(&seg_orphan_n[cls], 1, memory_order_relaxed);
+    hak__page_set_owner(pg, owner->token);
   }
   pthread_mutex_unlock(&seg_lock);
-  if (!pg) return NULL;
-  pg->next_orphan = NULL;
-  hak__page_set_owner(pg, owner->token);
-  if (!atomic_load_explicit(&seg_orphan_used[cls], memory_order_relaxed))
-    atomic_store_explicit(&seg_orphan_used[cls], 1, memory_order_relaxed);
   return pg;
 }
 
-//! Orphans retire after a whole tick in which none was adopted or left: a
-//! class no longer in use must be able to give its pages back.
-void hak__page_orphans_age(unsigned cls) {
-  if (atomic_exchange_explicit(&seg_orphan_used[cls], 0, memory_order_relaxed)) return;
+//! Retires the orphans of class cls left before `before` (every one if
+//! before is UINT64_MAX): a class no longer in use, or a trim, must be able
+//! to give their pages back.
+void hak__page_orphans_age(unsigned cls, uint64_t before) {
   if (!atomic_load_explicit(&seg_orphan_n[cls], memory_order_relaxed)) return;
+  if (before != UINT64_MAX) before = before > SEG_ORPHAN_AGE_NS ? before - SEG_ORPHAN_AGE_NS : 0;
   pthread_mutex_lock(&seg_lock);
-  hak_page_t* pg = seg_orphans[cls];
-  seg_orphans[cls] = NULL;
-  atomic_store_explicit(&seg_orphan_n[cls], 0, memory_order_relaxed);
-  pthread_mutex_unlock(&seg_lock);
-  while (pg) {
-    hak_page_t* next = pg->next_orphan;
+  for (hak_page_t** pp = &seg_orphans[cls]; *pp;) {
+    hak_page_t* pg = *pp;
+    if (pg->orphan_ns >= before) { pp = &pg->next_orphan; continue; }
+    *pp = pg->next_orphan;
     pg->next_orphan = NULL;
+    atomic_fetch_sub_explicit(&seg_orphan_n[cls], 1, memory_order_relaxed);
     page_retire(pg, atomic_load_explicit(&pg->carved, memory_order_relaxed));
-    pg = next;
   }
+  pthread_mutex_unlock(&seg_lock);
 }
 
 //! Unmaps every small segment whose pages are all free; returns bytes.

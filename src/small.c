@@ -98,7 +98,7 @@ static void small_idle_scavenge(unsigned cls) {
 void hak__maintenance_run(uint64_t now) {
   if (!hak__opt.keep)
     for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-      hak__page_orphans_age(c);
+      hak__page_orphans_age(c, now);
       small_idle_scavenge(c);
       small_maybe_scavenge(c, now);
     }
@@ -224,38 +224,55 @@ void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
   for (int i = 0; i < HAK_TLS_PAGES; i++) small_slot_retire(&h->pages[cls][i], 1);
 }
 
+//! An exited thread's partly carved page into an empty slot: no fresh
+//! memory, so it comes before a W_MAX borrow and before fresh pages.
+static int small_adopt(hak_heap_t* h, unsigned cls) {
+  for (int i = 0; i < HAK_TLS_PAGES; i++) {
+    PoolTLSPage* s = &h->pages[cls][i];
+    if (s->page && s->bump < s->end) continue;
+    hak_page_t* pg = hak__page_adopt(cls, h);
+    if (!pg) return 0;
+    small_slot_retire(s, 0);
+    uintptr_t start = hak__page_start(pg);
+    s->page = pg;
+    s->bump = start + (uintptr_t)atomic_load_explicit(&pg->carved, memory_order_relaxed) * pg->block_size;
+    s->end = start + (uintptr_t)pg->capacity * pg->block_size;
+    HAK_CSTAT(h, cls, refill, 1);
+    HAK_CSTAT(h, cls, refill_pages, 1);
+    return 1;
+  }
+  return 0;
+}
+
 //! alloc_tls_page_batch: takes up to `batch` fresh pages into empty slots
 //! (seed phase 6.25).  Over CAP it takes one page at a time (soft CAP).
 static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
   uint64_t in_use = hak__small_pages_in_use(cls), cap = hak__policy_cap(cls);
   if (in_use >= cap) batch = 1;                                  /* soft CAP: one at a time */
   else if (in_use + (uint64_t)batch > cap) batch = (int)(cap - in_use);
-  int got = 0, fresh = 0;
+  int got = 0;
   for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
     PoolTLSPage* s = &h->pages[cls][i];
     if (s->page && s->bump < s->end) continue;
     small_slot_retire(s, 0);
-    /* an exited thread's partly carved page first: no fresh memory */
-    hak_page_t* pg = hak__page_adopt(cls, h);
-    uint32_t from = pg ? atomic_load_explicit(&pg->carved, memory_order_relaxed) : 0;
-    if (!pg && (pg = hak__page_acquire(cls, h)) != NULL) fresh++;
+    hak_page_t* pg = hak__page_acquire(cls, h);
     if (!pg) break;
     s->page = pg;
-    s->end = hak__page_start(pg) + (uintptr_t)pg->capacity * pg->block_size;
-    s->bump = hak__page_start(pg) + (uintptr_t)from * pg->block_size;
+    s->bump = hak__page_start(pg);
+    s->end = s->bump + (uintptr_t)pg->capacity * pg->block_size;
     got++;
   }
   if (got) {
     hak__maintenance_tick();
     HAK_CSTAT(h, cls, refill, 1);
     HAK_CSTAT(h, cls, refill_pages, got);
-    if (fresh) HAK_CSTAT(h, cls, miss, fresh);     /* a miss: fresh pages were needed */
+    HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
   }
   return got;
 }
 
-//! Carves up to max blocks from the active pages, taking fresh pages when
-//! they run out and fresh is set.  Returns the first block of a contiguous
+//! Carves up to max blocks from the active pages, then from an orphan, then
+//! from fresh pages if fresh is set.  Returns the first block of a contiguous
 //! run; *got counts it.
 uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int fresh) {
   for (int round = 0; round < 2; round++) {
@@ -271,7 +288,8 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       *got = n;
       return run;
     }
-    if (round == 0 && (!fresh || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch))) break;
+    if (round == 0 && !small_adopt(h, cls) && (!fresh || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)))
+      break;
   }
   *got = 0;
   return 0;
