@@ -185,9 +185,9 @@ HAK_INLINE size_t usable_quick(const void* p) {
   int kind = hak__seg_kind(a);
   if (hak_likely(kind == HAK_SEG_SMALL)) {
     hak_segment_t* s = hak__seg_of(a);
-    unsigned i = hak__page_index(a);
-    size_t c = s->pcls[i];
-    if (i == 0 || atomic_load_explicit(&s->ptag[i], memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
+    hak_ptag_t* t = hak__ptag_of(s, a);
+    size_t c = t->cls;
+    if (hak__page_index(a) == 0 || atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
         c >= HAK_SMALL_CLASSES || !hak__is_block_start_cls((unsigned)c, a))
       return 0;
     return hak__class_size[c];

@@ -65,7 +65,7 @@ HAK_INLINE void hak__free_fast(void* p) {
   uintptr_t a = (uintptr_t)p;
   if (hak_likely(hak__seg_kind(a) == HAK_SEG_SMALL)) {
     hak_segment_t* s = hak__seg_of(a);
-    unsigned i = hak__page_index(a);
+    hak_ptag_t* t = hak__ptag_of(s, a);
     hak_heap_t* h = hak__tls_heap;
     uintptr_t* w = (uintptr_t*)p;
     uintptr_t mark = hak__cookie ^ a;
@@ -74,8 +74,8 @@ HAK_INLINE void hak__free_fast(void* p) {
      * the constants of the bin the block goes to (a branch of its own:
      * folding it into the first cost the Tiny and Mid bands 4-6%, for the
      * setcc and or before the one branch) */
-    uintptr_t bad = atomic_load_explicit(&s->ptag[i], memory_order_relaxed) & h->ntoken;
-    size_t c = s->pcls[i];
+    uintptr_t bad = atomic_load_explicit(&t->owner, memory_order_relaxed) & h->ntoken;
+    size_t c = t->cls;
     if (hak_likely(bad == 0)) {
       if (c < HAK_TINY_CLASSES) {
         hak_tiny_bin_t* b = &h->tiny[c];

@@ -37,6 +37,7 @@
 #define HAK_PAGE_SHIFT  16                       /* 64 KiB pages */
 #define HAK_PAGE_SIZE   ((size_t)1 << HAK_PAGE_SHIFT)
 #define HAK_PAGES_PER_SEG (HAK_SEG_SIZE >> HAK_PAGE_SHIFT)
+#define HAK_TAG_ROWS    32                       /* rows of page tags per segment header */
 #define HAK_ADDR_BITS   47
 #define HAK_SEGMAP_N    ((size_t)1 << (HAK_ADDR_BITS - HAK_SEG_SHIFT))
 
@@ -82,6 +83,11 @@ typedef struct hak_page {
   uint64_t _pad2;
 } hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
+typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
+  _Atomic uintptr_t owner;      /* the owner's token; HAK_TOKEN_SENTINEL while the page is free */
+  uintptr_t cls;                /* the page's class */
+} hak_ptag_t;
+
 typedef struct hak_segment {
   uint32_t magic;
   uint8_t  kind;
@@ -91,12 +97,14 @@ typedef struct hak_segment {
   struct hak_segment* next_avail;
   /* aligned: one line per descriptor (the slow paths read them) */
   hak_page_t pages[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));   /* pages[0] is this header */
-  /* What free reads, packed: a copy of each page's owner (HAK_TOKEN_SENTINEL
-   * while the page is free) and its class.  Eight pages share a line of
-   * tags where each had a descriptor line of its own: with 2,700 pages
-   * live (larson Mid), the descriptor was half of free's time. */
-  _Atomic uintptr_t ptag[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));
-  uint8_t  pcls[HAK_PAGES_PER_SEG];
+  /* What free reads: each page's tag (hak_ptag_t), four to a line, where
+   * each page had a descriptor line of its own (with 2,700 pages live,
+   * larson Mid, the descriptor was half of free's time).  A segment uses
+   * one row of the table, row (address >> 22) & 31 (hak__tag_index): at one
+   * offset, the tags of every 4 MiB-aligned segment fell in the same few L1
+   * sets and missed once dozens of segments were live.  The row costs no
+   * instruction: the index is the page index with five more address bits. */
+  hak_ptag_t ptag[HAK_TAG_ROWS * HAK_PAGES_PER_SEG] __attribute__((aligned(64)));
 } hak_segment_t;
 
 #define HAK_SEG_MAGIC 0x48414b53u  /* "HAKS" */
@@ -109,6 +117,13 @@ HAK_INLINE unsigned hak__page_index(uintptr_t a) {
   return (unsigned)(a >> HAK_PAGE_SHIFT) & (HAK_PAGES_PER_SEG - 1);
 }
 HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) { return &hak__seg_of(a)->pages[hak__page_index(a)]; }
+//! The tag of a's page, in its segment's row: the byte offset is a shift
+//! and a mask of the address (the page index and the row bits at once).
+_Static_assert(sizeof(hak_ptag_t) == 16, "a tag is 16 bytes: its offset is the address >> (page shift - 4)");
+HAK_INLINE hak_ptag_t* hak__ptag_of(hak_segment_t* s, uintptr_t a) {
+  uintptr_t off = (a >> (HAK_PAGE_SHIFT - 4)) & ((uintptr_t)(HAK_TAG_ROWS * HAK_PAGES_PER_SEG - 1) << 4);
+  return (hak_ptag_t*)((char*)s->ptag + off);
+}
 HAK_INLINE uintptr_t hak__page_start(const hak_page_t* pg) {
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
   return (uintptr_t)s + ((uintptr_t)(pg - s->pages) << HAK_PAGE_SHIFT);
@@ -290,7 +305,7 @@ HAK_INLINE uintptr_t hak__page_owner(const hak_page_t* pg) {
 //! HAK_TOKEN_SENTINEL for a free page (no heap matches it).
 HAK_INLINE void hak__page_set_tag(hak_page_t* pg, uintptr_t tag) {
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
-  atomic_store_explicit(&s->ptag[pg - s->pages], tag, memory_order_relaxed);
+  atomic_store_explicit(&hak__ptag_of(s, hak__page_start(pg))->owner, tag, memory_order_relaxed);
 }
 //! Sets a page's owner and its packed copy.
 HAK_INLINE void hak__page_set_owner(hak_page_t* pg, uintptr_t owner) {

@@ -48,7 +48,9 @@ void* hak__segment_alloc(int kind) {
   /* every page free to the fast path before the map says "small" (a zero
    * tag would read as ownerless) */
   if (kind == HAK_SEG_SMALL)
-    for (size_t i = 0; i < HAK_PAGES_PER_SEG; i++) atomic_store_explicit(&s->ptag[i], HAK_TOKEN_SENTINEL, memory_order_relaxed);
+    for (size_t i = 0; i < HAK_PAGES_PER_SEG; i++)
+      atomic_store_explicit(&hak__ptag_of(s, (uintptr_t)s + (i << HAK_PAGE_SHIFT))->owner, HAK_TOKEN_SENTINEL,
+                            memory_order_relaxed);
   __atomic_store_n(&hak__segmap[(uintptr_t)s >> HAK_SEG_SHIFT], (uint8_t)kind, __ATOMIC_RELEASE);
   return s;
 }
@@ -100,7 +102,7 @@ void hak__page_init_class(hak_page_t* pg, unsigned cls) {
   pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
   pg->scav_gen = 0;
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
-  s->pcls[pg - s->pages] = (uint8_t)cls;
+  hak__ptag_of(s, hak__page_start(pg))->cls = cls;
 }
 
 //! Takes a free page for class cls, owned by owner.
