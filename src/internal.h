@@ -100,7 +100,7 @@ typedef struct hak_segment {
   /* What free reads: each page's tag (hak_ptag_t), four to a line, where
    * each page had a descriptor line of its own (with 2,700 pages live,
    * larson Mid, the descriptor was half of free's time).  A segment uses
-   * one row of the table, row (address >> 22) & 31 (hak__tag_index): at one
+   * one row of the table, row (address >> 22) & 31 (hak__ptag_of): at one
    * offset, the tags of every 4 MiB-aligned segment fell in the same few L1
    * sets and missed once dozens of segments were live.  The row costs no
    * instruction: the index is the page index with five more address bits. */
@@ -120,6 +120,7 @@ HAK_INLINE hak_page_t* hak__page_of(uintptr_t a) { return &hak__seg_of(a)->pages
 //! The tag of a's page, in its segment's row: the byte offset is a shift
 //! and a mask of the address (the page index and the row bits at once).
 _Static_assert(sizeof(hak_ptag_t) == 16, "a tag is 16 bytes: its offset is the address >> (page shift - 4)");
+_Static_assert((HAK_TAG_ROWS & (HAK_TAG_ROWS - 1)) == 0, "the row is address bits: a power of two");
 HAK_INLINE hak_ptag_t* hak__ptag_of(hak_segment_t* s, uintptr_t a) {
   uintptr_t off = (a >> (HAK_PAGE_SHIFT - 4)) & ((uintptr_t)(HAK_TAG_ROWS * HAK_PAGES_PER_SEG - 1) << 4);
   return (hak_ptag_t*)((char*)s->ptag + off);
