@@ -187,8 +187,9 @@ HAK_INLINE size_t usable_quick(const void* p) {
     hak_segment_t* s = hak__seg_of(a);
     hak_ptag_t* t = hak__ptag_of(s, a);
     size_t c = t->cls;
-    if (hak__page_index(a) == 0 || atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
-        c >= HAK_SMALL_CLASSES || !hak__is_block_start_cls((unsigned)c, a))
+    /* the header page and free pages carry the sentinel; others a class */
+    if (atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
+        !hak__is_block_start_cls((unsigned)c, a))
       return 0;
     return hak__class_size[c];
   }
@@ -197,13 +198,17 @@ HAK_INLINE size_t usable_quick(const void* p) {
 
 static void* realloc_move(void* p, size_t n);
 
+//! A block of `old` usable bytes serves n in place: it fits, and wastes at
+//! most half.
+HAK_INLINE int realloc_fits(size_t n, size_t old) { return n <= old && (n >= old / 2 || old <= 64); }
+
 //! realloc: a block that still fits (and wastes at most half) stays, with
 //! no frame and no descriptor read; the rest is realloc_move.  A string
 //! built by appends calls this on every append.
 HAK_API void* hak_realloc(void* p, size_t n) {
   if (hak_likely(p != NULL && n != 0 && !(hak__opt.valgrind | hak__opt.secure))) {
     size_t old = usable_quick(p);
-    if (hak_likely(n <= old && (n >= old / 2 || old <= 64))) return p;
+    if (hak_likely(realloc_fits(n, old))) return p;
   }
   return realloc_move(p, n);
 }
@@ -233,7 +238,7 @@ static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
     if (q) return q;
     if (failed && n > old) return NULL;
   }
-  if (n <= old && (n >= old / 2 || old <= 64)) return p;   /* fits, and wastes at most half */
+  if (realloc_fits(n, old)) return p;
   /* a block that grows by a little will grow again: take a quarter more,
    * so a string built by small appends moves every few classes, not at
    * every one (Tiny classes are 16 bytes apart) */

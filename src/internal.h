@@ -158,6 +158,7 @@ HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
 hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
+void        hak__page_retire(hak_page_t* pg, uint32_t carved);  /* carved out: ownerless, FULL */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
 void        hak__page_orphans_age(unsigned cls, uint64_t before);  /* orphans left before: retired */

@@ -157,10 +157,11 @@ void hak__page_release(hak_page_t* pg) {
   pthread_mutex_unlock(&seg_lock);
 }
 
-//! Marks a partly carved page carved out: blocks freed from now on go to
-//! the freeing thread's cache, and once all are back it may be released.
-//! Under seg_lock, so a fork never sees a page between two states.
-static void page_retire(hak_page_t* pg, uint32_t carved) {
+//! Marks a page carved out at `carved` blocks: blocks freed from now on go
+//! to the freeing thread's cache, and once all are back it may be released.
+//! The orphan list calls it under seg_lock, so a fork never sees an orphan
+//! between two states.
+void hak__page_retire(hak_page_t* pg, uint32_t carved) {
   atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
   hak__page_set_owner(pg, HAK_TOKEN_NONE);
@@ -174,7 +175,7 @@ void hak__page_orphan(hak_page_t* pg, uint32_t carved) {
   uint64_t now = hak__os_now_ns();
   pthread_mutex_lock(&seg_lock);
   if (atomic_load_explicit(&seg_orphan_n[cls], memory_order_relaxed) >= SEG_ORPHANS_MAX) {
-    page_retire(pg, carved);
+    hak__page_retire(pg, carved);
   } else {
     atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
     hak__page_set_owner(pg, HAK_TOKEN_NONE);    /* frees go to the freeing thread's cache */
@@ -216,7 +217,7 @@ void hak__page_orphans_age(unsigned cls, uint64_t before) {
     *pp = pg->next_orphan;
     pg->next_orphan = NULL;
     atomic_fetch_sub_explicit(&seg_orphan_n[cls], 1, memory_order_relaxed);
-    page_retire(pg, atomic_load_explicit(&pg->carved, memory_order_relaxed));
+    hak__page_retire(pg, atomic_load_explicit(&pg->carved, memory_order_relaxed));
   }
   pthread_mutex_unlock(&seg_lock);
 }

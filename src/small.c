@@ -211,17 +211,20 @@ static void small_slot_retire(PoolTLSPage* s, int orphan) {
   s->page = NULL;
   s->bump = s->end = 0;
   if (!carved) { hak__page_release(pg); return; }   /* untouched: no block will ever return */
-  if (orphan && carved < pg->capacity) { hak__page_orphan(pg, carved); return; }
-  atomic_store_explicit(&pg->carved, carved, memory_order_relaxed);
-  atomic_store_explicit(&pg->state, HAK_PAGE_FULL, memory_order_release);
-  /* a carved-out page has no owner: any thread frees into its own cache */
-  hak__page_set_owner(pg, HAK_TOKEN_NONE);
-  s->page = NULL;
-  s->bump = s->end = 0;
+  if (orphan && carved < pg->capacity) hak__page_orphan(pg, carved);
+  else hak__page_retire(pg, carved);
 }
 
 void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
   for (int i = 0; i < HAK_TLS_PAGES; i++) small_slot_retire(&h->pages[cls][i], 1);
+}
+
+//! Points an empty slot at pg, resuming after its first `from` blocks.
+static void small_slot_fill(PoolTLSPage* s, hak_page_t* pg, uint32_t from) {
+  uintptr_t start = hak__page_start(pg);
+  s->page = pg;
+  s->bump = start + (uintptr_t)from * pg->block_size;
+  s->end = start + (uintptr_t)pg->capacity * pg->block_size;
 }
 
 //! An exited thread's partly carved page into an empty slot: no fresh
@@ -233,10 +236,7 @@ static int small_adopt(hak_heap_t* h, unsigned cls) {
     hak_page_t* pg = hak__page_adopt(cls, h);
     if (!pg) return 0;
     small_slot_retire(s, 0);
-    uintptr_t start = hak__page_start(pg);
-    s->page = pg;
-    s->bump = start + (uintptr_t)atomic_load_explicit(&pg->carved, memory_order_relaxed) * pg->block_size;
-    s->end = start + (uintptr_t)pg->capacity * pg->block_size;
+    small_slot_fill(s, pg, atomic_load_explicit(&pg->carved, memory_order_relaxed));
     HAK_CSTAT(h, cls, refill, 1);
     HAK_CSTAT(h, cls, refill_pages, 1);
     return 1;
@@ -257,9 +257,7 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
     small_slot_retire(s, 0);
     hak_page_t* pg = hak__page_acquire(cls, h);
     if (!pg) break;
-    s->page = pg;
-    s->bump = hak__page_start(pg);
-    s->end = s->bump + (uintptr_t)pg->capacity * pg->block_size;
+    small_slot_fill(s, pg, 0);
     got++;
   }
   if (got) {
