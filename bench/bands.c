@@ -8,7 +8,13 @@
  * large    64 KiB - 1 MiB     32                  one byte per page
  * huge     1 - 32 MiB         4                   calloc (zero-filled)
  * mlarge   5 - 25 MiB         20                  calloc (zero-filled)
+ * mixed    16 B - 4 KiB       2048                first/last byte
+ * edge     512 B - 1.5 KiB    2048                first/last byte
  *
+ * mixed and edge straddle the Tiny/Mid boundary (1 KiB), at random: they
+ * show what a size-dependent branch on the fast paths costs when it cannot
+ * be predicted (mixed is the burst benchmark's steady phase, edge its worst
+ * case).  They are not in the default suite (WORKLOADS=mixed,edge runs them).
  * mlarge is mimalloc-bench's malloc-large shape.  Each op frees a random
  * live block and allocates a new one of random size in the band.  Each
  * thread owns its blocks (all frees local); see prodcons for remote frees.
@@ -30,6 +36,8 @@ static const band_t k_bands[] = {
   {"large", 65536, 1 << 20, 32, 0},
   {"huge", 1 << 20, 32 << 20, 4, 1},
   {"mlarge", 5 << 20, 25 << 20, 20, 1},
+  {"mixed", 16, 4096, 2048, 0},
+  {"edge", 512, 1536, 2048, 0},
 };
 
 typedef struct {
@@ -90,7 +98,7 @@ static void* run(void* arg) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s tiny|mid|large|huge|mlarge seconds threads [seed]\n", argv[0]);
+    fprintf(stderr, "usage: %s tiny|mid|large|huge|mlarge|mixed|edge seconds threads [seed]\n", argv[0]);
     return 2;
   }
   bench_check_malloc("bands");

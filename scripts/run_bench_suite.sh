@@ -29,6 +29,7 @@ THREADS=${THREADS:-$([ "$NPROC" -gt 1 ] && echo "1,$NPROC" || echo 1)}
 ALLOCATORS=${ALLOCATORS:-hakmem,glibc,mimalloc,jemalloc,tcmalloc}
 REPEAT=${REPEAT:-3}
 ALL_WORKLOADS=larson_tiny,larson_mid,tiny,mid,large,huge,mlarge,prodcons_64,prodcons_tiny,prodcons_mid,batch16,realloc,burst,replay_python,replay_sqlite,replay_gcc,fastpath
+EXTRA_WORKLOADS=mixed,edge   # only when named in WORKLOADS (bench/bands.c says why)
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SUBJECT=${SUBJECT:-hakmem}
 OUT=${OUT:-bench/results/latest}
@@ -48,7 +49,7 @@ wl_cmd() {
   case $w in
     larson_tiny)   echo "$BIN/larson $rt 8 1000 5000 100 4141 $t" ;;
     larson_mid)    echo "$BIN/larson $rt 2048 32768 10000 1 12345 $t" ;;
-    tiny|mid|large|huge) echo "$BIN/bands $w $rt $t" ;;
+    tiny|mid|large|huge|mixed|edge) echo "$BIN/bands $w $rt $t" ;;
     mlarge)        echo "$BIN/bands mlarge $rt 1" ;;
     prodcons_64)   echo "$BIN/prodcons $rt $pc 64 64" ;;
     prodcons_tiny) echo "$BIN/prodcons $rt $pc 8 2048" ;;
@@ -57,7 +58,7 @@ wl_cmd() {
     realloc)       echo "$BIN/realloc_grow $rt $t 256" ;;
     burst)         echo "$BIN/burst $rt 256 $t 4096" ;;
     replay_*)      echo "$BIN/replay bench/traces/${w#replay_}.trace.xz $rt" ;;
-    *) die "unknown workload '$w' (known: $ALL_WORKLOADS)" ;;
+    *) die "unknown workload '$w' (known: $ALL_WORKLOADS,$EXTRA_WORKLOADS)" ;;
   esac
 }
 # threads actually used (prodcons needs a producer and a consumer)
