@@ -20,7 +20,7 @@ table() {
     } else {
       def = f[4]; lo = f[5]; hi = f[6]; help = $4
       if (hi == "1e12") hi = "10^12"
-      if (hi == "HAK_RING_MAX") hi = "64"
+      if (hi == "HAK_MID_BASE_MAX") hi = "1024"
       if (def == "HAK_SECURE_DEFAULT") def = "0 (1 if built with `make HARDENED=1`)"
       range = lo ".." hi
     }

@@ -6,9 +6,10 @@
  *   r = (class_size * allocs - req_bytes) / (class_size * allocs),
  * over the learner's last window in which the class allocated (else over
  * the whole run), times its live bytes (allocs - frees) * class_size.
- * Tiny counts the requests of its slow path's allocations only (req_n of
- * them, stats.h), so there allocs in r is req_n: the ratio of a sample,
- * over the last window in which the slow path allocated.
+ * The small classes count the requests of their slow path's own
+ * allocations only (req_n of them, stats.h), so there the requests are
+ * estimated: own allocations at the sample's mean, plus the exact requests
+ * of the blocks the class lent under W_MAX (lent, lent_req).
  * Huge blocks (page-rounded mappings) are not counted. */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -36,15 +37,43 @@ static int64_t ace_ratio_ppm(uint64_t size, uint64_t allocs, uint64_t req) {
   return (int64_t)((double)(handed - req) * 1e6 / (double)handed);
 }
 
-//! The counter of allocations whose requests req_bytes sums (see stats.h).
-static inline unsigned ace_req_counter(unsigned c) { return c < HAK_TINY_CLASSES ? HAK_CS_req_n : HAK_CS_alloc; }
+//! A counter's change from prev (NULL: from the start) to cur.
+static inline uint64_t ace_delta(const hak_tstats_t* prev, const hak_tstats_t* cur, unsigned k, unsigned c) {
+  return ace_sub(cur->c[k][c], prev ? prev->c[k][c] : 0);
+}
+
+//! The bytes requested by class c's allocations from prev to cur, with
+//! their count in *allocs; -1 if its own allocations left no sample.
+static int64_t ace_requests(const hak_tstats_t* prev, const hak_tstats_t* cur, unsigned c, uint64_t* allocs) {
+  uint64_t a = ace_delta(prev, cur, HAK_CS_alloc, c);
+  uint64_t r = ace_delta(prev, cur, HAK_CS_req_bytes, c);
+  *allocs = a;
+  if (c >= HAK_SMALL_CLASSES) return (int64_t)r;
+  uint64_t lent = ace_delta(prev, cur, HAK_CS_lent, c), own = ace_sub(a, lent);
+  uint64_t n = ace_delta(prev, cur, HAK_CS_req_n, c);
+  uint64_t lent_req = ace_delta(prev, cur, HAK_CS_lent_req, c);
+  if (!own) return (int64_t)lent_req;
+  if (!n) return -1;
+  return (int64_t)((double)own * (double)r / (double)n) + (int64_t)lent_req;
+}
+
+uint64_t hak__ace_window_requests(const hak_tstats_t* prev, const hak_tstats_t* cur, unsigned c) {
+  uint64_t a, a_all;
+  int64_t r = ace_requests(prev, cur, c, &a);
+  if (r >= 0) return (uint64_t)r;
+  /* no sample in the window: the ratio of the whole run, else none */
+  int64_t ppm = ace_ratio_ppm(hak__ace_class_size(c), 0, 0);
+  int64_t r_all = ace_requests(NULL, cur, c, &a_all);
+  if (r_all >= 0) ppm = ace_ratio_ppm(hak__ace_class_size(c), a_all, (uint64_t)r_all);
+  uint64_t handed = hak__ace_class_size(c) * a;
+  return ppm > 0 ? handed - (uint64_t)((double)handed * (double)ppm / 1e6) : handed;
+}
 
 void hak__ace_window(const hak_tstats_t* prev, const hak_tstats_t* cur) {
   for (unsigned c = 0; c < HAK_STAT_HUGE; c++) {
-    unsigned k = ace_req_counter(c);
-    uint64_t a = ace_sub(cur->c[k][c], prev->c[k][c]);
-    uint64_t r = ace_sub(cur->c[HAK_CS_req_bytes][c], prev->c[HAK_CS_req_bytes][c]);
-    int64_t ppm = ace_ratio_ppm(hak__ace_class_size(c), a, r);
+    uint64_t a;
+    int64_t r = ace_requests(prev, cur, c, &a);
+    int64_t ppm = r < 0 ? -1 : ace_ratio_ppm(hak__ace_class_size(c), a, (uint64_t)r);
     if (ppm >= 0) atomic_store_explicit(&ace_ratio_ppm1[c], (uint32_t)ppm + 1, memory_order_relaxed);
   }
 }
@@ -58,7 +87,12 @@ uint64_t hak__ace_class_waste(const hak_tstats_t* t, unsigned c) {
   uint64_t live = hak__ace_class_live(t, c);
   if (!size || !live) return 0;
   uint32_t w = atomic_load_explicit(&ace_ratio_ppm1[c], memory_order_relaxed);
-  int64_t ppm = w ? (int64_t)w - 1 : ace_ratio_ppm(size, t->c[ace_req_counter(c)][c], t->c[HAK_CS_req_bytes][c]);
+  int64_t ppm = w ? (int64_t)w - 1 : -1;
+  if (ppm < 0) {
+    uint64_t a;
+    int64_t r = ace_requests(NULL, t, c, &a);
+    ppm = r < 0 ? -1 : ace_ratio_ppm(size, a, (uint64_t)r);
+  }
   if (ppm <= 0) return 0;
   return (uint64_t)((double)live * (double)size * (double)ppm / 1e6);
 }

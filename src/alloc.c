@@ -52,9 +52,9 @@ HAK_NOINLINE void* hak__bad_block_ret(const void* p) { hak__bad_block(p); }
 void* hak__alloc_with(hak_heap_t* h, size_t n) {
   if (n <= HAK_TINY_MAX) {
     unsigned c = hak__tiny_class_of[(n + 15) >> 4];
-    return hak__tiny_alloc_slow(h, c, n);      /* pops if the list has blocks */
+    return hak__bin_alloc_slow(h, c, n, 0);     /* pops if the list has blocks */
   }
-  if (n <= HAK_MID_MAX) return hak__pool_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n, 1);
+  if (n <= HAK_MID_MAX) return hak__bin_alloc_slow(h, hak__mid_class_of[(n + 255) >> 8], n, 1);
   if (n <= HAK_LARGE_MAX) {
     return hak__l25_alloc(h, hak__large_class(n), n, 1);
   }
@@ -90,8 +90,7 @@ static void small_free_with(hak_heap_t* h, hak_page_t* pg, void* p) {
   uintptr_t own = hak__page_owner(pg);
   if (own != h->token && own != HAK_TOKEN_NONE) { hak__small_remote_free(h, pg, p); return; }
   unsigned c = pg->cls;
-  if (c < HAK_TINY_CLASSES) hak__tiny_free_slow(h, c, p);
-  else hak__pool_free_slow(h, c, p);
+  hak__bin_free_slow(h, c, p);
 }
 
 static void free_generic(void* p);
@@ -266,8 +265,7 @@ void* hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n) {
     int c = small_aligned_class(n, align);
     if (c >= 0) {
       hak_heap_t* g = h ? h : hak__global_heap_lock();
-      void* p = !g ? NULL : c < HAK_TINY_CLASSES ? hak__tiny_alloc_slow(g, (unsigned)c, n)
-                                                   : hak__pool_alloc_slow(g, (unsigned)c, n, 0);
+      void* p = !g ? NULL : hak__bin_alloc_slow(g, (unsigned)c, n, 0);
       if (!h) hak__global_heap_unlock();
       return p;
     }
@@ -308,8 +306,7 @@ void hak__free_with(hak_heap_t* h, void* p) {
     hak_page_t* pg = hak__page_of((uintptr_t)p);
     uintptr_t own = hak__page_owner(pg);
     if (own != h->token && own != HAK_TOKEN_NONE) hak__small_remote_free(h, pg, p);
-    else if (pg->cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, pg->cls, p);
-    else hak__pool_free_slow(h, pg->cls, p);
+    else hak__bin_free_slow(h, pg->cls, p);
   } else {
     hak__l25_free(h, p);
   }

@@ -33,6 +33,21 @@ const uint8_t hak__mid_class_of[(HAK_MID_MAX >> 8) + 1] = {
   41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41
 };
 
+/* Small class of n (n <= 52 KiB) for the inline path, one entry per 16
+ * bytes (3.3 KB): one load for both layers, where two tables took a
+ * branch between them.  Filled by hak__classes_init before any heap
+ * exists; until then every size maps to class 0, whose bin in the empty
+ * heap is empty. */
+uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
+
+void hak__classes_init(void) {
+  unsigned c = 0;
+  for (size_t i = 0; i <= HAK_SMALL_INDEX_MAX; i++) {
+    while (hak__class_size[c] < i * 16) c++;
+    hak__small_class_of[i] = (uint8_t)c;
+  }
+}
+
 /* The block-start check's constants (see hak__is_block_start_cls): offsets
  * in a page and class sizes are below 2^16, which the 32-bit form needs */
 _Static_assert(HAK_PAGE_SIZE <= 65536 && HAK_MID_MAX < 65536, "offsets and classes fit 16 bits");

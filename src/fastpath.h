@@ -26,9 +26,9 @@
 
 HAK_INLINE void* hak__malloc_fast(size_t n) {
   hak_heap_t* h = hak__tls_heap;
-  if (hak_likely(n <= HAK_TINY_MAX)) {
-    size_t c = hak__tiny_class_of[(n + 15) >> 4];   /* size_t: offsets fold into addresses */
-    hak_tiny_bin_t* b = &h->tiny[c];
+  if (hak_likely(n <= HAK_MID_MAX)) {
+    size_t c = hak__small_class_of[(n + 15) >> 4];   /* size_t: offsets fold into addresses */
+    PoolTLSBin* b = hak__bin(h, c);
     void** p = b->head;
     if (hak_likely(p != NULL)) {
       if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
@@ -38,23 +38,6 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       b->count--;
       p[1] = NULL;                       /* clear the free mark */
       HAK_CSTAT(h, c, alloc, 1);         /* no req_bytes: the slow path samples them (stats.h) */
-      return p;
-    }
-  } else if (hak_likely(n <= HAK_MID_MAX)) {
-    size_t c = hak__mid_class_of[(n + 255) >> 8];
-    PoolTLSRing* r = &hak__mid_bin(h, c)->ring;
-    size_t top = r->top;
-    if (hak_likely(top != 0)) {
-      void** it = r->items;
-      void** p = it[top - 1];
-      r->top = (uint32_t)(top - 1);
-      /* no prefetch of the next pop's block: with twenty-odd Mid classes it
-       * is many calls away, and an interleaved A/B ran the Mid band 2-3%
-       * faster without it (Tiny keeps its prefetch: its next pop is near) */
-      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
-      p[1] = NULL;
-      HAK_CSTAT(h, c, alloc, 1);
-      HAK_CSTAT(h, c, req_bytes, n);
       return p;
     }
   }
@@ -77,30 +60,17 @@ HAK_INLINE void hak__free_fast(void* p) {
     uintptr_t bad = atomic_load_explicit(&t->owner, memory_order_relaxed) & h->ntoken;
     size_t c = t->cls;
     if (hak_likely(bad == 0)) {
-      if (c < HAK_TINY_CLASSES) {
-        hak_tiny_bin_t* b = &h->tiny[c];
-        if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
-            hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
-          w[0] = (uintptr_t)b->head;
-          /* a separate 8-byte store: a 16-byte one would not forward to
-           * the 8-byte load of the mark when the block is reused at once */
-          *(volatile uintptr_t*)&w[1] = mark;
-          b->head = p;
-          b->count++;
-          HAK_CSTAT(h, c, free, 1);
-          return;
-        }
-      } else {
-        PoolTLSRing* r = &hak__mid_bin(h, c)->ring;
-        size_t top = r->top;
-        if (hak_likely(HAK_CHECK_OK(hak__div_is_start(r->div, a))) &&
-            hak_likely(top < r->cap && HAK_CHECK_OK(r->items[(top - 1) & (HAK_RING_MAX - 1)] != p))) {
-          r->items[top] = p;
-          r->top = (uint32_t)(top + 1);
-          w[1] = mark;
-          HAK_CSTAT(h, c, free, 1);
-          return;
-        }
+      PoolTLSBin* b = hak__bin(h, c);
+      if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
+          hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
+        w[0] = (uintptr_t)b->head;
+        /* a separate 8-byte store: a 16-byte one would not forward to
+         * the 8-byte load of the mark when the block is reused at once */
+        *(volatile uintptr_t*)&w[1] = mark;
+        b->head = p;
+        b->count++;
+        HAK_CSTAT(h, c, free, 1);
+        return;
       }
     }
   }

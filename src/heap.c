@@ -37,23 +37,7 @@ static pthread_mutex_t heap_global_lock = PTHREAD_MUTEX_INITIALIZER;
 
 //! Sets per-class limits: caches hold about the same bytes in every class.
 static void heap_setup(hak_heap_t* h) {
-  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
-    uint32_t lim = (uint32_t)(65536 / hak__class_size[c]);
-    h->tiny[c].base = h->tiny[c].limit = lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
-    h->tiny[c].div = hak__class_div[c];
-  }
-  for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++) {
-    PoolTLSBin* b = hak__mid_bin(h, c);
-    b->ring.cap = b->cap_full = (uint32_t)hak__opt.pool_tls_ring;
-    b->ring.div = hak__class_div[c];
-    /* at most a ring's worth: a flush of the overflow list (lo_limit + 1
-     * blocks) is then a chain a ring refill (half a ring, whole chains up
-     * to twice that) takes whole, with no walk to split it; split walks of
-     * blocks another core freed were a third of prodcons' time */
-    uint32_t lim = (uint32_t)((512 * 1024) / hak__class_size[c]);
-    uint32_t whole = b->ring.cap / 2 * 2;    /* a refill takes chains this long whole */
-    b->lo_limit = lim < whole - 1 ? lim : whole - 1;    /* at least 3: the ring holds at least 4 */
-  }
+  hak__bin_setup(h);
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
     uint32_t lim = (uint32_t)((1024 * 1024) / hak__large_size[c]);
     h->large[c].limit = lim < 1 ? 1 : lim > HAK_LARGE_TLS_MAX ? HAK_LARGE_TLS_MAX : lim;
@@ -89,8 +73,7 @@ static hak_heap_t* heap_make(void) {
 
 //! Hands everything a heap caches to the central lists.
 void hak__heap_flush(hak_heap_t* h) {
-  hak__tiny_flush(h);
-  hak__pool_flush(h);
+  hak__bin_flush(h);
   hak__l25_flush(h);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     uint32_t n;
@@ -130,10 +113,7 @@ static void heap_exit(void* arg) {
   /* the next thread starts from the base limits: an allocating thread's
    * grown Tiny limits (512 KiB a class) on a heap recycled for a thread
    * that only frees held 7 MB from reuse in remote_burst */
-  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
-    h->tiny[c].limit = h->tiny[c].base;
-    h->tiny[c].overages = 0;
-  }
+  hak__bin_reset(h);
   hak__stats_merge(h);
   hak__tls_heap = &hak__empty_heap;
   heap_tls_secure = NULL;

@@ -56,13 +56,18 @@ extern uint8_t hak__segmap[HAK_SEGMAP_N];
 #define HAK_MID_CLASSES  22     /* 1280 .. 32768 4 per doubling, + 40K and 52K bridges */
 #define HAK_SMALL_CLASSES (HAK_TINY_CLASSES + HAK_MID_CLASSES)
 #define HAK_LARGE_CLASSES 17    /* 64K .. 1M, 4 per doubling */
-#define HAK_RING_MAX     64     /* compile-time bound of HAKMEM_POOL_TLS_RING */
-#define HAK_RING_FREEING 4      /* a ring's capacity while its thread only frees (pool.c) */
+#define HAK_MID_BASE_MAX 1024   /* bound of HAKMEM_POOL_TLS_RING: a Mid list's base, blocks */
+#define HAK_FREEING      4      /* blocks a list keeps while its thread only frees the class */
 #define HAK_SHARDS       4      /* central freelist shards per class */
 
 extern const uint32_t hak__class_size[HAK_SMALL_CLASSES];
 extern const uint8_t  hak__tiny_class_of[(HAK_TINY_MAX >> 4) + 1];   /* by (n+15)>>4 */
 extern const uint8_t  hak__mid_class_of[(HAK_MID_MAX >> 8) + 1];     /* by (n+255)>>8 */
+/* The small class of every n <= HAK_MID_MAX by (n + 15) >> 4, for the
+ * inline path: one load for both layers (hak__classes_init fills it) */
+#define HAK_SMALL_INDEX_MAX (HAK_MID_MAX >> 4)
+extern uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
+void hak__classes_init(void);
 
 /* ---- pages and segments ------------------------------------------------ */
 enum { HAK_PAGE_FREE = 0, HAK_PAGE_ACTIVE = 1, HAK_PAGE_FULL = 2, HAK_PAGE_META = 3 };
@@ -210,35 +215,33 @@ void  hak__freelist_fork_child(void);
 void  hak__freelist_init(hak_freelist_t* fl);
 
 /* ---- per-thread heap ---------------------------------------------------- */
-typedef struct hak_tiny_bin {       /* LIFO list of free blocks */
+/* Every small class, Tiny and Mid, has one: a LIFO list of free blocks
+ * with a count and an adaptive limit.  One structure for both layers, so
+ * that the inline paths take no branch on the layer: a program whose sizes
+ * straddle 1 KiB at random mispredicted that branch in malloc and in free,
+ * and ran at 0.63-0.71x tcmalloc (bench/results/proto-unified.md).  It is
+ * the seed's PoolTLSBin, with its ring and overflow list made one list: a
+ * ring pop is three dependent loads (top, item, the block's mark), a list
+ * pop two (head, then the block's mark and link on one line). */
+typedef struct PoolTLSBin {
   void*    head;
   uint32_t count;
-  uint32_t limit;                   /* adapts between base and HAK_TINY_LIMIT_MAX */
+  uint32_t limit;                   /* adapts between base and the layer's most */
   uint32_t base;
   uint32_t overages;                /* spills since the limit last moved */
   hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
-} __attribute__((aligned(32))) hak_tiny_bin_t;
-_Static_assert(sizeof(hak_tiny_bin_t) == 32, "a tiny bin is half a line");
+} __attribute__((aligned(32))) PoolTLSBin;
+_Static_assert(sizeof(PoolTLSBin) == 32, "a bin is half a line");
+
+typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
+  uint64_t alloc_at_spill;          /* the class's alloc counter at the last spill */
+  uint32_t borrow_run;              /* Mid: W_MAX borrows since the last refill */
+  uint32_t freeing;                 /* the thread only frees this class: the list stays short */
+} PoolTLSBinAux;
+
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
 #define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
-
-typedef struct PoolTLSRing {        /* array stack: pop and push with no atomics */
-  uint32_t top;
-  uint32_t cap;
-  hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
-  void*    items[HAK_RING_MAX];
-} PoolTLSRing;
-
-typedef struct PoolTLSBin {         /* ring, then a LIFO overflow list */
-  PoolTLSRing ring;
-  void*    lo_head;
-  void*    lo_tail;
-  uint32_t lo_count;
-  uint32_t lo_limit;
-  uint32_t borrow_run;               /* W_MAX borrows since the last refill */
-  uint32_t cap_full;                 /* the ring's capacity; ring.cap drops while it only frees */
-} PoolTLSBin;
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;
@@ -258,8 +261,7 @@ typedef struct hak_large_bin {
 typedef struct hak_heap {
   uintptr_t       token;            /* id and incarnation: pages carry it as owner */
   uintptr_t       ntoken;           /* ~token: own-or-ownerless is one AND (see hak__token) */
-  hak_tiny_bin_t  tiny[HAK_TINY_CLASSES];
-  PoolTLSBin      mid[HAK_MID_CLASSES];
+  PoolTLSBin      bins[HAK_SMALL_CLASSES];     /* Tiny, then Mid */
   hak_large_bin_t large[HAK_LARGE_CLASSES];
   PoolTLSPage     pages[HAK_SMALL_CLASSES][HAK_TLS_PAGES];
   /* remote frees to this heap's pages, per small class (CAS push, xchg take);
@@ -274,17 +276,12 @@ typedef struct hak_heap {
   void*           quar[HAK_QUAR_N]; /* HAKMEM_SECURE: freed blocks waiting (FIFO) */
   uint32_t        quar_head, quar_count;
   size_t          quar_bytes;
+  PoolTLSBinAux   aux[HAK_SMALL_CLASSES];
   hak_tstats_t    st;               /* plain per-thread counters */
 } hak_heap_t;
 
-//! The Mid bin of small class c, as base + c * size with one folded offset
-//! (h->mid[c - HAK_TINY_CLASSES] costs the inline paths a subtract); every
-//! path addresses Mid bins through it.
-HAK_INLINE PoolTLSBin* hak__mid_bin(hak_heap_t* h, size_t c) {
-  /* integer arithmetic: the folded offset is negative, which wraps */
-  return (PoolTLSBin*)((uintptr_t)h + (offsetof(hak_heap_t, mid) - HAK_TINY_CLASSES * sizeof(PoolTLSBin)) +
-                       c * sizeof(PoolTLSBin));
-}
+//! The bin of small class c (Tiny or Mid).
+HAK_INLINE PoolTLSBin* hak__bin(hak_heap_t* h, size_t c) { return &h->bins[c]; }
 
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */
@@ -338,14 +335,19 @@ uint64_t hak__small_pages_in_use(unsigned cls);
 uint64_t hak__small_cached_blocks(unsigned cls);
 uint64_t hak__small_pages_released(void);     /* pages given back by scavenges, ever */
 
-void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req);
-void  hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p);
-void  hak__tiny_flush(hak_heap_t* h);
+/* the per-thread lists of every small class (tiny.c); borrow: a larger
+ * Mid class may serve req (not for aligned requests) */
+void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
+void  hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p);
+void  hak__bin_flush(hak_heap_t* h);
+void  hak__bin_setup(hak_heap_t* h);
+void  hak__bin_reset(hak_heap_t* h);
 
-/* borrow: a larger class may serve req (not for aligned requests) */
-void* hak__pool_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
-void  hak__pool_free_slow(hak_heap_t* h, unsigned cls, void* p);
-void  hak__pool_flush(hak_heap_t* h);
+/* the Mid Pool's policy for its lists (pool.c) */
+uint32_t hak__pool_base(unsigned cls);
+uint32_t hak__pool_most(unsigned cls);
+uint32_t hak__pool_refill_most(unsigned cls);
+void*    hak__pool_borrow(hak_heap_t* h, unsigned cls, size_t req);
 
 extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
 unsigned hak__large_class(size_t n);

@@ -350,7 +350,7 @@ static void learn_window(uint64_t now) {
       mw.allocs += a;
       mw.misses += w.misses;
       mw.handed_bytes += size * a;
-      mw.req_bytes += learn_sub(c->c[HAK_CS_req_bytes][i], p->c[HAK_CS_req_bytes][i]);
+      mw.req_bytes += hak__ace_window_requests(p, c, i);
     }
     if (a || cap != old)     /* an idle class's decay shows too */
       learn_log_put(buf, &n, sizeof buf, "%.3f,%llu,%s,%llu,%.4f,%u,%.3f,%llu,%zu\n", t,

@@ -127,6 +127,7 @@ uint32_t hak__learner_changes(unsigned pidx);  /* CAP changes of a policy index 
  * start) times the class's live bytes. */
 size_t   hak__ace_class_size(unsigned stat_cls);        /* 0 for Huge */
 void     hak__ace_window(const hak_tstats_t* prev, const hak_tstats_t* cur);
+uint64_t hak__ace_window_requests(const hak_tstats_t* prev, const hak_tstats_t* cur, unsigned stat_cls);
 uint64_t hak__ace_class_waste(const hak_tstats_t* t, unsigned stat_cls);
 uint64_t hak__ace_class_live(const hak_tstats_t* t, unsigned stat_cls);  /* live blocks */
 void     hak__ace_layers(const hak_tstats_t* t, uint64_t out[4]);

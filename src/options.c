@@ -33,7 +33,7 @@ static const opt_def_t opt_table[] = {
   {"HAKMEM_BG",                 OPT_INT, O(bg),                 1, 0, 1, 0, "background thread that returns idle memory (decay)"},
   {"HAKMEM_THP",                OPT_INT, O(thp),                0, 0, 1, 0, "transparent huge pages for huge blocks"},
   {"HAKMEM_POOL_REFILL_BATCH",  OPT_INT, O(pool_refill_batch),  2, 1, 4, 0, "fresh pages taken per refill (phase 6.25)"},
-  {"HAKMEM_POOL_TLS_RING",      OPT_INT, O(pool_tls_ring),     64, 4, HAK_RING_MAX, 0, "per-class TLS ring capacity (Mid)"},
+  {"HAKMEM_POOL_TLS_RING",      OPT_INT, O(pool_tls_ring),     64, 4, HAK_MID_BASE_MAX, 0, "blocks a Mid class's per-thread list holds before it spills, at first (the seed's ring capacity)"},
   {"HAKMEM_CAP_TINY",           OPT_INT, O(cap_tiny),          16, 0, 4096, 0, "cached free pages kept per Tiny class"},
   {"HAKMEM_CAP_MID",            OPT_INT, O(cap_mid),           16, 0, 4096, 0, "cached free pages kept per Mid class (CAP)"},
   {"HAKMEM_CAP_LARGE",          OPT_INT, O(cap_large),          4, 0, 4096, 0, "cached free MiB kept per Large class (CAP)"},

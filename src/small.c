@@ -197,8 +197,7 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
    * ownerless and the block joins this thread's cache */
   if (tok != HAK_TOKEN_NONE && atomic_compare_exchange_strong(&pg->owner, &tok, HAK_TOKEN_NONE))
     hak__page_set_tag(pg, HAK_TOKEN_NONE);
-  if (cls < HAK_TINY_CLASSES) hak__tiny_free_slow(h, cls, p);
-  else hak__pool_free_slow(h, cls, p);
+  hak__bin_free_slow(h, cls, p);
 }
 
 //! Retires an exhausted or abandoned active page: its carved count is final.

@@ -6,13 +6,15 @@
 #include <stdint.h>
 
 /* per size class */
-/* req_bytes sums requests: of every allocation in Mid, Large and Huge (the
- * W_MAX learner weighs Mid waste), but in Tiny only of the slow path's,
- * req_n of them: the inline path counts no bytes (an add of n there cost
- * the Tiny band about 3%), and ace.c takes the waste ratio from the sample. */
+/* req_bytes sums requests: of every allocation in Large and Huge, but in
+ * the small classes only of the slow path's own allocations, req_n of them:
+ * the inline path counts no bytes (an add of n there cost the Tiny band
+ * about 3%), and ace.c takes the waste ratio from the sample.  A block a
+ * larger Mid class lends under W_MAX counts exactly, in its lender's lent
+ * and lent_req (borrows are all slow, so a sample would over-weigh them). */
 #define HAK_CLASS_STATS(X) \
   X(alloc) X(free) X(remote_free) X(miss) X(refill) X(refill_pages) X(borrow) \
-  X(central_pop) X(central_push) X(req_bytes) X(req_n)
+  X(central_pop) X(central_push) X(req_bytes) X(req_n) X(lent) X(lent_req)
 
 /* per thread, not per class */
 #define HAK_THREAD_STATS(X) \

@@ -1,6 +1,9 @@
-/* Tiny (<= 1 KiB): per-thread LIFO lists per class, refilled in batches
- * from the remote inbox, the central lists, then fresh pages; spilled to
- * the central lists in batches when a list passes its limit. */
+/* The per-thread lists of every small class, Tiny (<= 1 KiB) and Mid
+ * (PoolTLSBin, internal.h): refilled in batches from the remote inbox, the
+ * central lists, the active pages, then (Mid) a W_MAX borrow, then fresh
+ * pages; spilled to the central lists in batches when a list passes its
+ * limit.  Tiny's sizes are here; the Mid Pool's sizes and its borrow are in
+ * pool.c. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
@@ -8,7 +11,7 @@
 #include <errno.h>
 
 //! Links a carved run of n blocks into a list of marked (free) blocks.
-static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
+static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   for (uint32_t i = 0; i < n; i++) {
     void* q = (void*)(run + (uintptr_t)i * bs);
     hak__link_set(q, i + 1 < n ? (void*)(run + (uintptr_t)(i + 1) * bs) : NULL);
@@ -16,46 +19,108 @@ static void tiny_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   }
 }
 
-/* The list's limit adapts like a slow start: each refill from the central
- * lists (the list ran dry while its blocks sat in central: a batch larger
- * than the list moves to and fro) raises it by its base, up to 16384 blocks
- * or 512 KiB; every fourth spill without a refill in between lowers it by
- * its base, so a thread that mostly frees holds little. */
+/* A list's sizes.  Tiny: a base of about 64 KiB (32 to 1024 blocks), a
+ * limit up to 512 KiB (16384 blocks at most), refills of up to 128 KiB:
+ * a large limit is for holding a batch a thread frees and reallocates
+ * (batch16); a thread that only allocates (a producer) should not take
+ * 256 KiB per refill (prodcons_tiny peak RSS 19 -> 22 MB). */
+
+//! The limit a list starts from.
+static uint32_t bin_base(unsigned cls) {
+  if (cls >= HAK_TINY_CLASSES) return hak__pool_base(cls);
+  uint32_t lim = (uint32_t)(65536 / hak__class_size[cls]);
+  return lim < 32 ? 32 : lim > 1024 ? 1024 : lim;
+}
+
+//! The most the limit grows to.
+static uint32_t bin_most(unsigned cls) {
+  if (cls >= HAK_TINY_CLASSES) return hak__pool_most(cls);
+  uint32_t most = HAK_TINY_LIMIT_BYTES / hak__class_size[cls];
+  return most > HAK_TINY_LIMIT_MAX ? HAK_TINY_LIMIT_MAX : most;
+}
+
+//! The most one refill takes.
+static uint32_t bin_refill_most(unsigned cls) {
+  if (cls >= HAK_TINY_CLASSES) return hak__pool_refill_most(cls);
+  return HAK_TINY_REFILL_BYTES / hak__class_size[cls];
+}
+
+void hak__bin_setup(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBin* b = hak__bin(h, c);
+    b->base = b->limit = bin_base(c);
+    b->div = hak__class_div[c];
+  }
+}
+
+void hak__bin_reset(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBin* b = hak__bin(h, c);
+    b->limit = b->base;
+    b->overages = 0;
+    h->aux[c].freeing = 0;
+    h->aux[c].borrow_run = 0;
+    h->aux[c].alloc_at_spill = 0;      /* the counters start again from zero (stats merge) */
+  }
+}
+
+/* The limit adapts like a slow start: each refill from the central lists
+ * (the list ran dry while its blocks sat in central: a batch larger than
+ * the list moves to and fro) raises it by its base, up to the most; every
+ * fourth spill without a refill in between lowers it by its base. */
 
 //! A refill from central: the list was too short.
-static void tiny_grow_limit(hak_tiny_bin_t* b, unsigned cls) {
-  uint32_t most = HAK_TINY_LIMIT_BYTES / hak__class_size[cls];
-  if (most > HAK_TINY_LIMIT_MAX) most = HAK_TINY_LIMIT_MAX;
-  if (b->limit + b->base <= most) b->limit += b->base;
+static void bin_grow_limit(PoolTLSBin* b, unsigned cls) {
+  if (b->limit + b->base <= bin_most(cls)) b->limit += b->base;
   b->overages = 0;
 }
 
 //! A spill: after a few in a row the list was longer than needed.
-static void tiny_shrink_limit(hak_tiny_bin_t* b) {
+static void bin_shrink_limit(PoolTLSBin* b) {
   if (++b->overages < 4) return;
   b->overages = 0;
   if (b->limit >= 2 * b->base) b->limit -= b->base;
 }
 
-void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
-  hak_tiny_bin_t* b = &h->tiny[cls];
+/* A class that keeps borrowing refills after this many borrows in a row:
+ * borrowing only trades waste for a fresh page, and a class whose own
+ * cache stays empty would otherwise take the slow path on every request. */
+#define BIN_BORROW_RUN 8
+
+void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
+  PoolTLSBin* b = hak__bin(h, cls);
+  PoolTLSBinAux* x = &h->aux[cls];
   if (!b->head) {
-    /* half the limit, but no more than the 256 KiB limit's half: a large
-     * limit is for holding a batch a thread frees and reallocates (batch16);
-     * a thread that only allocates (a producer) should not take 256 KiB per
-     * refill (prodcons_tiny peak RSS 19 -> 22 MB) */
-    uint32_t most = HAK_TINY_REFILL_BYTES / hak__class_size[cls];
-    uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
-    void* chain = hak__drain_remote_lockfree(h, cls, &n);
-    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) tiny_grow_limit(b, cls);
-    if (!chain) {
-      uintptr_t run = hak__small_carve(h, cls, want, &n, 1);
-      if (run) { tiny_link_run(run, n, hak__class_size[cls]); chain = (void*)run; }
+    if (x->freeing) {                     /* it allocates again: the whole list */
+      x->freeing = 0;
+      b->limit = b->base;
     }
-    if (!chain) { errno = ENOMEM; return NULL; }
+    uint32_t most = bin_refill_most(cls);
+    uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
+    if (!want) want = 1;
+    void* chain = hak__drain_remote_lockfree(h, cls, &n);
+    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) bin_grow_limit(b, cls);
+    if (!chain) {
+      uintptr_t run = hak__small_carve(h, cls, want, &n, 0);     /* active pages, orphans */
+      if (!run && borrow && x->borrow_run < BIN_BORROW_RUN) {
+        /* the next step is a fresh page: W_MAX lets a larger cached block
+         * serve instead (waste traded for a hit), a few times in a row */
+        void* p = hak__pool_borrow(h, cls, req);
+        if (p) { x->borrow_run++; return p; }
+      }
+      if (!run) run = hak__small_carve(h, cls, want, &n, 1);
+      if (!run && borrow) {
+        void* p = hak__pool_borrow(h, cls, req);   /* out of memory: any fit will do */
+        if (p) return p;
+      }
+      if (!run) { errno = ENOMEM; return NULL; }
+      bin_link_run(run, n, hak__class_size[cls]);
+      chain = (void*)run;
+    }
     b->head = chain;
     b->count = n;
   }
+  x->borrow_run = 0;
   void** p = b->head;
   hak__take(p);
   b->head = hak__link_get(p, (int)cls);
@@ -66,35 +131,59 @@ void* hak__tiny_alloc_slow(hak_heap_t* h, unsigned cls, size_t req) {
   return p;
 }
 
+//! The blocks a free-only list gathers before it spills them: a base, and
+//! at most 512 KiB (a consumer's lists of every Mid class add up).
+static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
+  uint32_t most = (uint32_t)((512 * 1024) / hak__class_size[cls]);
+  uint32_t n = b->base < most ? b->base : most;
+  return n < HAK_FREEING ? HAK_FREEING : n;
+}
+
 //! Spills an over-full list's newest blocks to the central lists: a base's
 //! worth, not half (a long list that overflows by a little should not send
-//! thousands of blocks through central).  Out of line: its link walk makes
-//! calls in hardened mode, and the push stays a leaf.
-static HAK_NOINLINE void tiny_spill(hak_heap_t* h, unsigned cls, hak_tiny_bin_t* b) {
-  tiny_shrink_limit(b);
-  uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
-  if (!n) n = 1;
+//! thousands of blocks through central).  A thread that allocated nothing
+//! of a Mid class since its last spill frees what others made: its list
+//! keeps HAK_FREEING blocks, and spills again after a batch more
+//! (free-only threads held up to 18 MB each in remote_burst).  Not Tiny:
+//! a thread that frees a batch and allocates it again (batch16) would lose
+//! half its speed, and Tiny lists hold little.  Out of line: its link walk
+//! makes calls in hardened mode, and the push stays a leaf.
+static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
+  PoolTLSBinAux* x = &h->aux[cls];
+  uint64_t allocs = h->st.c[HAK_CS_alloc][cls];
+  uint32_t n;
+  if (allocs == x->alloc_at_spill && cls >= HAK_TINY_CLASSES) {
+    x->freeing = 1;
+    b->limit = HAK_FREEING + bin_freeing_batch(b, cls);
+    n = b->count - HAK_FREEING;
+  } else {
+    bin_shrink_limit(b);
+    n = b->count / 2 < b->base ? b->count / 2 : b->base;
+    if (!n) n = 1;
+  }
+  x->alloc_at_spill = allocs;
   void* first = b->head;
   void* last = hak__link_nth(first, n, (int)cls, &b->head);
   b->count -= n;
   hak__small_central_push(h, cls, first, last, n);
 }
 
-//! Pushes p even past the limit, then spills a batch to central.
-void hak__tiny_free_slow(hak_heap_t* h, unsigned cls, void* p) {
-  hak_tiny_bin_t* b = &h->tiny[cls];
+//! Free past the inline path's bounds (a full list, an adopted block, an
+//! ownerless page's block): pushes p even past the limit, then spills.
+void hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p) {
+  PoolTLSBin* b = hak__bin(h, cls);
   hak__link_set(p, b->head);
   hak__mark_free(p);
   b->head = p;
   b->count++;
   HAK_CSTAT(h, cls, free, 1);
-  if (b->count > b->limit) tiny_spill(h, cls, b);
+  if (b->count > b->limit) bin_spill(h, cls, b);
 }
 
-//! Hands every cached Tiny block to the central lists (thread exit, trim).
-void hak__tiny_flush(hak_heap_t* h) {
-  for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
-    hak_tiny_bin_t* b = &h->tiny[c];
+//! Hands every cached small block to the central lists (thread exit, trim).
+void hak__bin_flush(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBin* b = hak__bin(h, c);
     if (!b->head) continue;
     uint32_t n;
     void* last = hak__link_last(b->head, (int)c, &n);

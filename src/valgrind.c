@@ -114,8 +114,7 @@ void hak__vg_hide(void* p, size_t n) { VALGRIND_MAKE_MEM_NOACCESS(p, n); }
 
 //! Its vacated slots keep pointers to blocks handed out since: hidden.
 void hak__vg_hide_heap(hak_heap_t* h) {
-  VALGRIND_MAKE_MEM_NOACCESS(h->tiny, sizeof h->tiny);
-  VALGRIND_MAKE_MEM_NOACCESS(h->mid, sizeof h->mid);
+  VALGRIND_MAKE_MEM_NOACCESS(h->bins, sizeof h->bins);
   VALGRIND_MAKE_MEM_NOACCESS(h->large, sizeof h->large);
   VALGRIND_MAKE_MEM_NOACCESS(h->pages, sizeof h->pages);
 }

@@ -1,7 +1,7 @@
 /* Shared helpers of the Mid Pool tests (header-only).
  *
  * The tests link libhakmem.a statically, so they reach the internal hak__*
- * layer (heap, rings, central lists, per-class counters) to check what the
+ * layer (heap, lists, central lists, per-class counters) to check what the
  * public API cannot show.  Allocation goes through rel_alloc.h's A_* macros:
  * malloc in the normal build, hak_* under -DHAK_NO_OVERRIDE=1 (ASan/TSan). */
 #ifndef POOL_TEST_H
@@ -13,7 +13,7 @@
 #include "policy.h"
 #include <sys/mman.h>
 
-/* The tests read allocator state (rings, counters) around malloc calls, but
+/* The tests read allocator state (lists, counters) around malloc calls, but
  * GCC treats the builtin malloc/free as touching no other memory and would
  * keep such reads in registers across them (and may elide pairs): in the
  * override build, route them through compiler barriers. */
@@ -60,7 +60,7 @@ static inline hak_heap_t* pt_heap(void) {
   CHECK(hak__tls_heap != &hak__empty_heap, "no heap after an allocation");
   return hak__tls_heap;
 }
-static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__mid_bin(h, c); }
+static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__bin(h, c); }
 
 /* This thread's own counters (plain per-thread fields). */
 #define PT_CSTAT(h, name, cls) __atomic_load_n(&(h)->st.c[HAK_CS_##name][cls], __ATOMIC_RELAXED)
@@ -80,10 +80,11 @@ static inline hak_layer_stats_t pt_mid_layer(void) {
   return s.layer[HAK_LAYER_MID];
 }
 
-/* Fills rings of class c: allocates k blocks and frees them again. */
-static inline void pt_fill_ring(unsigned c, unsigned k) {
-  void* tmp[HAK_RING_MAX];
-  if (k > HAK_RING_MAX) k = HAK_RING_MAX;
+/* Fills the list of class c: allocates k blocks and frees them again. */
+#define PT_FILL_MAX 1024
+static inline void pt_fill(unsigned c, unsigned k) {
+  void* tmp[PT_FILL_MAX];
+  if (k > PT_FILL_MAX) k = PT_FILL_MAX;
   for (unsigned i = 0; i < k; i++) {
     tmp[i] = A_MALLOC(pt_csize(c));
     CHECK(tmp[i], "malloc(%zu) failed", pt_csize(c));
@@ -92,7 +93,7 @@ static inline void pt_fill_ring(unsigned c, unsigned k) {
   for (unsigned i = k; i > 0; i--) A_FREE(tmp[i - 1]);
 }
 
-/* Takes away what class c has cached outside the rings (central lists,
+/* Takes away what class c has cached outside the lists (central lists,
  * active pages), so that its next refill would need a fresh page.  The
  * central blocks are kept in *st and go back with pt_unstarve. */
 typedef struct { void* chain[64]; uint32_t n[64]; unsigned k; } pt_stash_t;

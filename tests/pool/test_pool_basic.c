@@ -1,7 +1,7 @@
 /* Mid Pool basics (seed test_pool_basic): classes and size mapping, usable
  * sizes, W_MAX (a block of class c serves a request s only if
  * c <= W_MAX * s, borrowing included), content integrity, and the
- * ring -> overflow list -> central round trip with its counters. */
+ * list -> central round trip with its counters. */
 #define _GNU_SOURCE
 #include "pool_test.h"
 
@@ -48,13 +48,17 @@ static void test_block_starts(void) {
             c, d, off, hak__is_block_start_cls(c, off), want);
     }
   }
-  /* the inline free checks with its bin's copy of the constants */
+  /* the inline free checks with its bin's copy of the constants, and the
+   * inline malloc finds the class in one table for both layers */
   hak_heap_t* h = pt_heap();
-  for (unsigned c = HAK_TINY_CLASSES; c < HAK_SMALL_CLASSES; c++)
-    CHECK(hak__mid_bin(h, c) == &h->mid[c - HAK_TINY_CLASSES], "class %u: hak__mid_bin is off", c);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-    hak_div_t d = c < HAK_TINY_CLASSES ? h->tiny[c].div : h->mid[c - HAK_TINY_CLASSES].ring.div;
+    hak_div_t d = h->bins[c].div;
     CHECK(d.c == hak__class_div[c].c && d.lim == hak__class_div[c].lim, "class %u: the bin's constants differ", c);
+  }
+  for (size_t n = 0; n <= HAK_MID_MAX; n++) {
+    unsigned want = n <= HAK_TINY_MAX ? hak__tiny_class_of[(n + 15) >> 4] : pt_cls(n);
+    CHECK(hak__small_class_of[(n + 15) >> 4] == want, "size %zu: inline class %u, slow path's %u", n,
+          hak__small_class_of[(n + 15) >> 4], want);
   }
 }
 
@@ -95,7 +99,7 @@ static void test_wmax_borrow(void) {
 
   /* 3584 > 1.6 x 2048: must not be borrowed */
   hak__heap_flush(h);
-  pt_fill_ring(c3584, 8);
+  pt_fill(c3584, 8);
   pt_starve(c2048, &st);
   uint64_t b0 = PT_CSTAT(h, borrow, c2048);
   void* p = A_MALLOC(2048);
@@ -106,10 +110,10 @@ static void test_wmax_borrow(void) {
 
   /* a class with cached blocks of its own refills from them: no borrow */
   hak__heap_flush(h);
-  pt_fill_ring(c3072, 8);
-  pt_fill_ring(c2048, 8);
+  pt_fill(c3072, 8);
+  pt_fill(c2048, 8);
   hak__heap_flush(h);          /* the 2048 blocks now sit in the central list */
-  pt_fill_ring(c3072, 8);
+  pt_fill(c3072, 8);
   p = A_MALLOC(2048);
   CHECK(A_USABLE(p) == 2048, "malloc(2048) borrowed a %zu block while 2048 blocks were cached", A_USABLE(p));
   CHECK(PT_CSTAT(h, borrow, c2048) == b0, "borrowed while the own class had cached blocks");
@@ -117,32 +121,36 @@ static void test_wmax_borrow(void) {
 
   /* 3072 <= 1.6 x 2048: borrowed instead of taking a fresh page */
   hak__heap_flush(h);
-  pt_fill_ring(c3072, 8);
+  pt_fill(c3072, 8);
   pt_starve(c2048, &st);
-  uint32_t top = pt_bin(h, c3072)->ring.top;
+  uint32_t count = pt_bin(h, c3072)->count;
+  uint64_t lent0 = PT_CSTAT(h, lent, c3072), lreq0 = PT_CSTAT(h, lent_req, c3072);
   p = A_MALLOC(2048);
   CHECK(A_USABLE(p) == 3072, "malloc(2048) got %zu bytes, expected a borrowed 3072 block", A_USABLE(p));
   CHECK(PT_CSTAT(h, borrow, c2048) == b0 + 1, "borrow counter did not move");
-  CHECK(pt_bin(h, c3072)->ring.top == top - 1, "borrow did not come from the 3072 ring");
-  A_FREE(p);   /* back to its own class's ring */
-  CHECK(pt_bin(h, c3072)->ring.top == top, "a borrowed block must go back to its own class");
+  CHECK(pt_bin(h, c3072)->count == count - 1, "borrow did not come from the 3072 list");
+  CHECK(PT_CSTAT(h, lent, c3072) == lent0 + 1 && PT_CSTAT(h, lent_req, c3072) == lreq0 + 2048,
+        "the lender counted %llu lent, %llu requested bytes", (unsigned long long)(PT_CSTAT(h, lent, c3072) - lent0),
+        (unsigned long long)(PT_CSTAT(h, lent_req, c3072) - lreq0));
+  A_FREE(p);   /* back to its own class's list */
+  CHECK(pt_bin(h, c3072)->count == count, "a borrowed block must go back to its own class");
   pt_unstarve(c2048, &st);
 
   /* aligned: no borrowing */
   hak__heap_flush(h);
-  pt_fill_ring(c3072, 8);
+  pt_fill(c3072, 8);
   p = A_MEMALIGN(64, 2048);
   CHECK(p && ((uintptr_t)p & 63) == 0 && A_USABLE(p) == 2048, "memalign(64, 2048) got %zu bytes", A_USABLE(p));
   A_FREE(p);
 }
 
-//! Random Mid requests, held (so own rings run dry), after every class's
-//! ring was filled: every block is its own class or within W_MAX.  Returns
+//! Random Mid requests, held (so own lists run dry), after every class's
+//! list was filled: every block is its own class or within W_MAX.  Returns
 //! the number of borrows.
 static uint64_t wmax_random(unsigned n_req) {
   hak_heap_t* h = pt_heap();
   hak__heap_flush(h);
-  for (unsigned c = MID_C0; c < HAK_SMALL_CLASSES; c++) pt_fill_ring(c, pt_bin(h, c)->ring.cap);
+  for (unsigned c = MID_C0; c < HAK_SMALL_CLASSES; c++) pt_fill(c, pt_bin(h, c)->limit);
   uint64_t b0 = 0;
   for (unsigned c = MID_C0; c < HAK_SMALL_CLASSES; c++) b0 += PT_CSTAT(h, borrow, c);
   void** keep = pt_map(n_req * sizeof(void*));
@@ -172,7 +180,7 @@ static int child_wmax(void) {
   if (wmax_milli() == 1000) {
     CHECK(borrows == 0, "W_MAX 1.0 still borrowed %llu times", (unsigned long long)borrows);
     hak__heap_flush(h);
-    pt_fill_ring(pt_cls(2560), 8);
+    pt_fill(pt_cls(2560), 8);
     void* p = A_MALLOC(2048);
     CHECK(A_USABLE(p) == 2048, "W_MAX 1.0: malloc(2048) got %zu", A_USABLE(p));
     A_FREE(p);
@@ -181,7 +189,7 @@ static int child_wmax(void) {
 }
 
 static void test_wmax_random(void) {
-  uint64_t borrows = wmax_random(hk_slow() ? 2000 : 4000);   /* enough to run a class dry past its first refill (a ring of 64 takes 32) */
+  uint64_t borrows = wmax_random(hk_slow() ? 2000 : 4000);   /* enough to run a class dry past its first refill (a list of 64 takes 32) */
   INFO("W_MAX 1.6 with full larger caches: %llu borrows", (unsigned long long)borrows);
   CHECK(borrows > 0, "no borrowing happened: the test did not exercise W_MAX");
   static const char* const wm[] = {"1.0", "1.3", "2.0"};
@@ -257,50 +265,51 @@ static void test_fresh_misses(void) {
   for (int i = 0; i < 40; i++) A_FREE(q[i]);
 }
 
-//! One class, exact bookkeeping: frees fill the ring to its capacity, then
-//! the overflow list, which goes to central in batches of lo_limit + 1.
-//! The first batch finds the ring still full (this thread frees more than
-//! it allocates): all but HAK_RING_FREEING of the ring go too, and the ring
-//! stays that small.  Allocating them again makes the ring whole, needs no
-//! fresh page (hits, central pops), and the counters say so.
+//! One class, exact bookkeeping.  After a flush, the thread allocates n
+//! blocks and frees them all.  The first spill finds allocations since the
+//! last one (none before): half the list, at most a base, goes to central.
+//! The next finds none (the thread now only frees): the list keeps
+//! HAK_FREEING blocks, spills the rest, and from then on spills whenever a
+//! batch more has come.  Every freed block is in the list or in central.
+//! Allocating them again needs no fresh page (hits, central pops), and the
+//! first refill of the empty list gives it its whole limit back.
 static void test_round_trip(void) {
   hak_heap_t* h = pt_heap();
   unsigned c = pt_cls(4096);
   PoolTLSBin* b = pt_bin(h, c);
   hak__heap_flush(h);
-  uint32_t cap = b->ring.cap, lim = b->lo_limit;
-  CHECK(cap >= 4 && cap <= HAK_RING_MAX && lim >= 3 && lim < cap, "ring cap %u, lo_limit %u", cap, lim);
-  unsigned n = cap + 3 * (lim + 1) + 7;
+  uint32_t base = b->base, limit = b->limit;
+  CHECK(base >= 4 && base == (uint32_t)hak__opt.pool_tls_ring && limit >= base, "base %u, limit %u", base, limit);
+  uint32_t batch = base < (512 * 1024) / 4096 ? base : (512 * 1024) / 4096;
+  unsigned n = 2 * hak__pool_most(c) + 3 * (batch + HAK_FREEING) + 7;   /* the limit may grow meanwhile */
   void** p = pt_map(n * sizeof(void*));
   for (unsigned i = 0; i < n; i++) {
     p[i] = A_MALLOC(4096);
     CHECK(p[i], "malloc failed");
     ((uint64_t*)p[i])[3] = i;
   }
-  uint32_t t0 = b->ring.top, l0 = b->lo_count;
+  uint32_t c0 = b->count;
   uint64_t push0 = PT_CSTAT(h, central_push, c);
   for (unsigned i = 0; i < n; i++) {
     CHECK(((uint64_t*)p[i])[3] == i, "block %u overwritten while live", i);
     A_FREE(p[i]);
   }
-  uint32_t to_lo = l0 + n - (cap - t0);
-  uint64_t batches = to_lo / (lim + 1);
-  CHECK(batches >= 3, "only %llu overflow batches", (unsigned long long)batches);
-  CHECK(b->ring.top == HAK_RING_FREEING && b->ring.cap == HAK_RING_FREEING,
-        "ring holds %u of capacity %u after %u frees, expected %u of %u", b->ring.top, b->ring.cap, n,
-        HAK_RING_FREEING, HAK_RING_FREEING);
-  CHECK(b->lo_count == to_lo % (lim + 1), "overflow list holds %u, expected %u", b->lo_count, to_lo % (lim + 1));
-  uint64_t pushed = batches * (lim + 1) + (cap - HAK_RING_FREEING);
-  CHECK(PT_CSTAT(h, central_push, c) - push0 == pushed, "central pushes %llu, expected %llu",
-        (unsigned long long)(PT_CSTAT(h, central_push, c) - push0), (unsigned long long)pushed);
+  uint64_t pushed = PT_CSTAT(h, central_push, c) - push0;
+  CHECK(h->aux[c].freeing && b->limit == HAK_FREEING + batch, "after %u frees: freeing %u, limit %u (want %u)", n,
+        h->aux[c].freeing, b->limit, HAK_FREEING + batch);
+  CHECK(b->count >= HAK_FREEING && b->count <= HAK_FREEING + batch, "the list holds %u, want %u to %u", b->count,
+        HAK_FREEING, HAK_FREEING + batch);
+  CHECK(c0 + n == b->count + pushed, "lost blocks: %u cached and %u freed, %u in the list, %llu pushed", c0, n,
+        b->count, (unsigned long long)pushed);
 
   hak_layer_stats_t L0 = pt_mid_layer();
   uint64_t miss0 = PT_CSTAT(h, miss, c), ref0 = PT_CSTAT(h, refill, c), pop0 = PT_CSTAT(h, central_pop, c);
   uint64_t al0 = PT_CSTAT(h, alloc, c);
-  uint32_t local = b->ring.top + b->lo_count;
+  uint32_t local = b->count;
   for (unsigned i = 0; i < n; i++) CHECK((p[i] = A_MALLOC(4096)), "malloc failed");
   hak_layer_stats_t L1 = pt_mid_layer();
-  CHECK(b->ring.cap == cap, "the ring stayed at capacity %u of %u after it ran empty", b->ring.cap, cap);
+  CHECK(!h->aux[c].freeing && b->limit >= base, "the list stayed short (limit %u, base %u) after it ran empty",
+        b->limit, base);
   CHECK(PT_CSTAT(h, alloc, c) - al0 == n, "alloc counter moved %llu, expected %u",
         (unsigned long long)(PT_CSTAT(h, alloc, c) - al0), n);
   CHECK(PT_CSTAT(h, miss, c) == miss0 && PT_CSTAT(h, refill, c) == ref0,
@@ -313,7 +322,6 @@ static void test_round_trip(void) {
         L1.misses - L0.misses);
   for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
   munmap(p, n * sizeof(void*));
-
 }
 
 int main(int argc, char** argv) {

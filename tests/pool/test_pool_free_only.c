@@ -1,7 +1,7 @@
 /* What threads that come and go, or only free, may hold from reuse.
- *  1. A thread that frees a class it does not allocate keeps at most a
- *     small ring and one overflow batch of it; the rest reaches central at
- *     once, and its ring is whole again when it next allocates.
+ *  1. A thread that frees a class it does not allocate keeps at most
+ *     HAK_FREEING blocks and one batch of it; the rest reaches central at
+ *     once, and its list has its whole limit again when it next allocates.
  *  2. A heap parked at thread exit starts its next thread from the base
  *     Tiny limits, not the limits its last thread grew.
  *  3. An exiting thread's partly carved page is carved on by the next
@@ -22,22 +22,22 @@ static void* free_only(void* arg) {
   PoolTLSBin* b = pt_bin(h, c);
   uint64_t central0 = hak__small_cached_blocks(c);
   for (int i = 0; i < N_MID; i++) A_FREE(mid_blocks[i]);
-  uint32_t held = b->ring.top + b->lo_count;
-  CHECK(b->ring.cap == HAK_RING_FREEING && (b->cap_full == HAK_RING_FREEING || b->ring.cap < b->cap_full),
-        "a free-only thread kept its whole ring (cap %u of %u)", b->ring.cap, b->cap_full);
-  CHECK(held <= b->ring.cap + b->lo_limit, "a free-only thread holds %u blocks (ring %u, lo %u, limit %u)", held,
-        b->ring.top, b->lo_count, b->lo_limit);
+  uint32_t held = b->count;
+  uint32_t batch = (uint32_t)((512 * 1024) / MID_SIZE) < b->base ? (uint32_t)((512 * 1024) / MID_SIZE) : b->base;
+  CHECK(h->aux[c].freeing && b->limit == HAK_FREEING + batch, "a free-only thread kept its whole list (limit %u, base %u)",
+        b->limit, b->base);
+  CHECK(held <= HAK_FREEING + batch, "a free-only thread holds %u blocks (batch %u)", held, batch);
   uint64_t central = hak__small_cached_blocks(c);
   /* blocks of the allocating thread's active pages went to its inbox */
   CHECK(central + HAK_INBOX_MAX >= central0 + N_MID - held,
         "central gained %llu of %d freed blocks, the thread holds %u", (unsigned long long)(central - central0),
         N_MID, held);
-  /* it allocates again: the ring empties, and the refill makes it whole */
-  void* p[HAK_RING_MAX + 1];
-  uint32_t k = b->ring.top + 1;
+  /* it allocates again: the list empties, and the refill gives it its limit back */
+  void* p[HAK_FREEING + 512 * KiB / MID_SIZE + 1];
+  uint32_t k = b->count + 1;
   for (uint32_t i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
-  CHECK(b->ring.cap == b->cap_full, "the ring stayed at %u of %u after an empty-ring refill", b->ring.cap,
-        b->cap_full);
+  CHECK(!h->aux[c].freeing && b->limit >= b->base, "the list stayed short (limit %u of base %u) after a refill",
+        b->limit, b->base);
   for (uint32_t i = 0; i < k; i++) A_FREE(p[i]);
   return NULL;
 }
@@ -54,8 +54,8 @@ static void* grower(void* arg) {
     for (int i = 0; i < N_TINY; i++) CHECK((tiny_blocks[i] = A_MALLOC(64)) != NULL, "malloc(64)");
     for (int i = 0; i < N_TINY; i++) A_FREE(tiny_blocks[i]);
   }
-  CHECK(h->tiny[c].limit > h->tiny[c].base, "refills from central did not grow the limit (%u)",
-        h->tiny[c].limit);
+  CHECK(h->bins[c].limit > h->bins[c].base, "refills from central did not grow the limit (%u)",
+        h->bins[c].limit);
   grower_heap = h;
   return NULL;
 }
@@ -109,9 +109,9 @@ int main(void) {
   /* 2 */
   run(grower, NULL);
   unsigned c64 = hak__tiny_class_of[(64 + 15) >> 4];
-  CHECK(grower_heap->tiny[c64].limit == grower_heap->tiny[c64].base,
-        "a parked heap kept its thread's grown limit %u (base %u)", grower_heap->tiny[c64].limit,
-        grower_heap->tiny[c64].base);
+  CHECK(grower_heap->bins[c64].limit == grower_heap->bins[c64].base,
+        "a parked heap kept its thread's grown limit %u (base %u)", grower_heap->bins[c64].limit,
+        grower_heap->bins[c64].base);
 
   /* 3 */
   run(one_block, (void*)(uintptr_t)ORPHAN_SIZE);

@@ -336,7 +336,7 @@ static void* inbox_main(void* arg) {
   void** out = arg;
   hak_heap_t* h = pt_heap();
   unsigned c = pt_cls(IB_SIZE);
-  PoolTLSRing* r = &pt_bin(h, c)->ring;
+  PoolTLSBin* b = pt_bin(h, c);
   _Atomic uintptr_t* box = &h->inbox[c];
   hak__heap_flush(h);                              /* no larger class to borrow from */
   CHECK(hak__small_cached_blocks(c) == 0, "class %d has central blocks: not a fresh page", IB_SIZE);
@@ -381,9 +381,9 @@ static void* inbox_main(void* arg) {
   /* the owner's next refill drains the inbox before anything else */
   void* q[64];
   unsigned nq = 0;
-  while (r->top) CHECK(nq < 64 && (q[nq++] = A_MALLOC(IB_SIZE)), "malloc failed");
-  CHECK(nq >= 5 && hak__page_owner(hak__page_of((uintptr_t)q[0])) == h->token, "%u ring blocks", nq);
-  for (unsigned i = 0; i < 5; i++) CHECK(hak__page_of((uintptr_t)q[i]) == pg, "ring block %u from another page", i);
+  while (b->count) CHECK(nq < 64 && (q[nq++] = A_MALLOC(IB_SIZE)), "malloc failed");
+  CHECK(nq >= 5 && hak__page_owner(hak__page_of((uintptr_t)q[0])) == h->token, "%u list blocks", nq);
+  for (unsigned i = 0; i < 5; i++) CHECK(hak__page_of((uintptr_t)q[i]) == pg, "list block %u from another page", i);
   remote_free(q, 0, 5);
   CHECK((atomic_load(box) & HAK_INBOX_MAX) == 5, "inbox count %lu", (unsigned long)(atomic_load(box) & HAK_INBOX_MAX));
   uint64_t m0 = PT_CSTAT(h, miss, c), pop0 = PT_CSTAT(h, central_pop, c);
@@ -391,7 +391,7 @@ static void* inbox_main(void* arg) {
   void* x = A_MALLOC(IB_SIZE);
   int mine = 0;
   for (unsigned i = 0; i < 5; i++) mine |= x == q[i];
-  CHECK(mine && r->top == 4 && atomic_load(box) == 0, "refill did not drain the inbox (top %u)", r->top);
+  CHECK(mine && b->count == 4 && atomic_load(box) == 0, "refill did not drain the inbox (count %u)", b->count);
   CHECK(PT_TSTAT(h, drains) == d0 + 1 && PT_CSTAT(h, miss, c) == m0 && PT_CSTAT(h, central_pop, c) == pop0,
         "the refill went past the inbox");
   A_FREE(x);

@@ -4,8 +4,8 @@
  *  - under CAP every refill takes `batch` fresh pages (refill_pages/refill
  *    = batch), well over CAP one page at a time (soft CAP, HAKMEM_CAP_MID
  *    set small);
- *  - a refill fills the ring, and the allocations that follow are served
- *    from it; frees fill it up to its capacity;
+ *  - a refill fills the list, and the allocations that follow are served
+ *    from it; frees fill it again;
  *  - wholly free pages beyond CAP go back to the OS. */
 #define _GNU_SOURCE
 #include "pool_test.h"
@@ -69,39 +69,39 @@ static void check_batches(int batch) {
   CHECK(after < before, "no page went back");
 }
 
-//! The ring: a refill carves half a ring (or what the page has left) and
-//! the next allocations pop it; frees fill it to its capacity, and a
-//! ring's worth of allocations is then served without any refill.
-static void check_ring(void) {
+//! The list: a refill carves half a base (or what the page has left) and
+//! the next allocations pop it; frees fill it again, and what it holds then
+//! serves as many allocations without any refill.
+static void check_list(void) {
   hak_heap_t* h = pt_heap();
   unsigned c = pt_cls(2048);
-  PoolTLSRing* r = &pt_bin(h, c)->ring;
+  PoolTLSBin* b = pt_bin(h, c);
   hak__heap_flush(h);
-  unsigned n = 400, from_ring = 0, slow = 0;
+  unsigned n = 400, from_list = 0, slow = 0;
   void** p = pt_map(n * sizeof(void*));
   for (unsigned i = 0; i < n; i++) {
-    uint32_t t0 = r->top;
+    uint32_t c0 = b->count;
     p[i] = A_MALLOC(2048);
     CHECK(p[i], "malloc failed");
-    if (t0) {
-      CHECK(r->top == t0 - 1, "ring top %u -> %u on a ring pop", t0, r->top);
-      from_ring++;
+    if (c0) {
+      CHECK(b->count == c0 - 1, "list count %u -> %u on a list pop", c0, b->count);
+      from_list++;
     } else {
-      CHECK(r->top >= 1, "a refill left the ring empty (top %u after the pop)", r->top);
+      CHECK(b->count >= 1, "a refill left the list empty (count %u after the pop)", b->count);
       slow++;
     }
   }
-  printf("ring: %u of %u allocations served from the ring (%u refills of the ring, cap %u)\n", from_ring, n, slow,
-         r->cap);
-  /* a refill carves cap/2 blocks, or the rest of a page (32 per page) */
-  CHECK(from_ring * 2 >= n, "only %u of %u allocations came from the ring", from_ring, n);
+  printf("list: %u of %u allocations served from the list (%u refills of the list, limit %u)\n", from_list, n, slow,
+         b->limit);
+  /* a refill carves half a base, or the rest of a page (32 per page) */
+  CHECK(from_list * 2 >= n, "only %u of %u allocations came from the list", from_list, n);
   for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
-  CHECK(r->top == r->cap, "ring holds %u after %u frees, capacity %u", r->top, n, r->cap);
+  CHECK(b->count >= 1 && b->count <= b->limit, "list holds %u after %u frees, limit %u", b->count, n, b->limit);
   uint64_t ref0 = PT_CSTAT(h, refill, c), pop0 = PT_CSTAT(h, central_pop, c);
-  uint32_t k = r->cap;
+  uint32_t k = b->count;
   for (unsigned i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(2048)), "malloc failed");
-  CHECK(r->top == 0 && PT_CSTAT(h, refill, c) == ref0 && PT_CSTAT(h, central_pop, c) == pop0,
-        "a full ring did not serve %u allocations alone (top %u)", k, r->top);
+  CHECK(b->count == 0 && PT_CSTAT(h, refill, c) == ref0 && PT_CSTAT(h, central_pop, c) == pop0,
+        "the list did not serve its %u blocks alone (count %u)", k, b->count);
   for (unsigned i = 0; i < k; i++) A_FREE(p[i]);
   munmap(p, n * sizeof(void*));
 }
@@ -111,7 +111,7 @@ static int child(void) {
   const char* e = getenv("HAKMEM_POOL_REFILL_BATCH");
   CHECK(e && atoi(e) == batch, "HAKMEM_POOL_REFILL_BATCH=%s but the option is %d", e ? e : "(unset)", batch);
   check_batches(batch);
-  check_ring();
+  check_list();
   return 0;
 }
 
