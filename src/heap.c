@@ -16,8 +16,8 @@ static __thread int heap_tls_dead __attribute__((tls_model("initial-exec")));
 /* HAKMEM_SECURE, HAKMEM_VALGRIND: the heap lives here and hak__tls_heap stays the sentinel,
  * so every call misses the fast path and takes the checked generic path */
 static __thread hak_heap_t* heap_tls_secure __attribute__((tls_model("initial-exec")));
-/* its bins' zero block-start constants accept any pointer: the zero limit
- * and ring capacity are what send every free to the generic path */
+/* its bins' zero block-start constants accept any pointer: the zero
+ * limits are what send every free to the generic path */
 hak_heap_t hak__empty_heap = { .token = HAK_TOKEN_SENTINEL, .ntoken = 0 };
 _Atomic uint64_t hak__threads_started, hak__threads_exited;
 
