@@ -40,10 +40,12 @@ const uint8_t hak__mid_class_of[(HAK_MID_MAX >> 8) + 1] = {
  * heap is empty. */
 uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
 
+_Static_assert((HAK_MID_MAX & 15) == 0, "the table's last entry is HAK_MID_MAX itself");
+
 void hak__classes_init(void) {
   unsigned c = 0;
   for (size_t i = 0; i <= HAK_SMALL_INDEX_MAX; i++) {
-    while (hak__class_size[c] < i * 16) c++;
+    while (c + 1 < HAK_SMALL_CLASSES && hak__class_size[c] < i * 16) c++;
     hak__small_class_of[i] = (uint8_t)c;
   }
 }

@@ -52,8 +52,8 @@ void hak__init(void) {
     return;
   }
   init_running = 1;
+  hak__classes_init();              /* first: the inline path trusts the table once a heap exists */
   hak__options_init();
-  hak__classes_init();
   hak__vg_init();
   const unsigned char* rnd = (const unsigned char*)getauxval(AT_RANDOM);
   uintptr_t ck = (uintptr_t)hak__os_now_ns() * 0x9E3779B97F4A7C15ull;

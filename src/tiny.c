@@ -152,7 +152,7 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint64_t allocs = h->st.c[HAK_CS_alloc][cls];
   uint32_t n;
-  if (allocs == x->alloc_at_spill && cls >= HAK_TINY_CLASSES) {
+  if (allocs == x->alloc_at_spill && cls >= HAK_TINY_CLASSES && b->count > HAK_FREEING) {
     x->freeing = 1;
     b->limit = HAK_FREEING + bin_freeing_batch(b, cls);
     n = b->count - HAK_FREEING;
