@@ -16,9 +16,8 @@
 
 /* A Mid list starts at HAKMEM_POOL_TLS_RING blocks (64: the seed's ring),
  * grows to 512 KiB of blocks but at most twice its base (what a ring and
- * its overflow list held: more doubled prodcons_mid's peak RSS), and a
- * refill takes half a base (at least 128 KiB of blocks), as a ring refill
- * took half a ring. */
+ * its overflow list held), and a refill takes half a base (at least 128 KiB
+ * of blocks), as a ring refill took half a ring. */
 
 uint32_t hak__pool_base(unsigned cls) {
   (void)cls;
