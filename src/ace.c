@@ -61,12 +61,12 @@ uint64_t hak__ace_window_requests(const hak_tstats_t* prev, const hak_tstats_t* 
   uint64_t a, a_all;
   int64_t r = ace_requests(prev, cur, c, &a);
   if (r >= 0) return (uint64_t)r;
-  /* no sample in the window: the ratio of the whole run, else none */
-  int64_t ppm = ace_ratio_ppm(hak__ace_class_size(c), 0, 0);
-  int64_t r_all = ace_requests(NULL, cur, c, &a_all);
-  if (r_all >= 0) ppm = ace_ratio_ppm(hak__ace_class_size(c), a_all, (uint64_t)r_all);
+  /* no sample in the window: the ratio of the whole run, else no waste */
   uint64_t handed = hak__ace_class_size(c) * a;
-  return ppm > 0 ? handed - (uint64_t)((double)handed * (double)ppm / 1e6) : handed;
+  int64_t r_all = ace_requests(NULL, cur, c, &a_all);
+  double all = (double)hak__ace_class_size(c) * (double)a_all;
+  if (r_all < 0 || (double)r_all >= all) return handed;
+  return (uint64_t)((double)handed * (double)r_all / all);
 }
 
 void hak__ace_window(const hak_tstats_t* prev, const hak_tstats_t* cur) {

@@ -341,6 +341,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
 void  hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__bin_flush(hak_heap_t* h);
 void  hak__bin_setup(hak_heap_t* h);
+void* hak__bin_pop(PoolTLSBin* b, unsigned cls);        /* a cached block, its mark checked, or NULL */
 void  hak__bin_reset(hak_heap_t* h);
 
 /* the Mid Pool's policy for its lists (pool.c) */

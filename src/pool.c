@@ -12,7 +12,6 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
-#include "link.h"
 
 /* A Mid list starts at HAKMEM_POOL_TLS_RING blocks (64: the seed's ring),
  * grows to 512 KiB of blocks but at most twice its base (what a ring and
@@ -43,12 +42,8 @@ void* hak__pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
   uint64_t limit = (uint64_t)req * hak__policy_wmax_milli();
   for (unsigned c2 = cls + 1; c2 < HAK_SMALL_CLASSES; c2++) {
     if ((uint64_t)hak__class_size[c2] * 1000 > limit) break;
-    PoolTLSBin* b2 = hak__bin(h, c2);
-    void** p = b2->head;
+    void* p = hak__bin_pop(hak__bin(h, c2), c2);
     if (!p) continue;
-    hak__take(p);
-    b2->head = hak__link_get(p, (int)c2);
-    b2->count--;
     HAK_CSTAT(h, c2, alloc, 1);
     HAK_CSTAT(h, c2, lent, 1);
     HAK_CSTAT(h, c2, lent_req, req);

@@ -53,6 +53,15 @@ void hak__bin_setup(hak_heap_t* h) {
   }
 }
 
+void* hak__bin_pop(PoolTLSBin* b, unsigned cls) {
+  void** p = b->head;
+  if (!p) return NULL;
+  hak__take(p);
+  b->head = hak__link_get(p, (int)cls);
+  b->count--;
+  return p;
+}
+
 void hak__bin_reset(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
@@ -121,10 +130,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     b->count = n;
   }
   x->borrow_run = 0;
-  void** p = b->head;
-  hak__take(p);
-  b->head = hak__link_get(p, (int)cls);
-  b->count--;
+  void* p = hak__bin_pop(b, cls);
   HAK_CSTAT(h, cls, alloc, 1);
   HAK_CSTAT(h, cls, req_bytes, req);    /* a sample: the inline path counts none */
   HAK_CSTAT(h, cls, req_n, 1);
