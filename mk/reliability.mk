@@ -36,7 +36,7 @@
 # All sanitizer builds have -DHAK_FAULT_INJECT=1 (the top Makefile adds it),
 # so tests/faults runs its injected-failure parts there.
 
-REL_DIRS     := stress faults lifecycle security pool
+REL_DIRS     := stress faults lifecycle security pool tiny
 REL_SRCS     := $(foreach d,$(REL_DIRS),$(wildcard tests/$(d)/*.c))
 rel_bins      = $(patsubst tests/%.c,$(1)/tests/%,$(REL_SRCS))
 REL_FILTER   := ^(stress|faults|lifecycle|security)/

@@ -233,8 +233,15 @@ typedef struct PoolTLSBin {
 } __attribute__((aligned(32))) PoolTLSBin;
 _Static_assert(sizeof(PoolTLSBin) == 32, "a bin is half a line");
 
+#define HAK_BIN_CUTS 7               /* Tiny: spill points found by one walk (tiny.c) */
 typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
   uint64_t alloc_at_spill;          /* the class's alloc counter at the last spill */
+  uint64_t cut_allocs;              /* the alloc counter when tail and cuts were found */
+  void*    tail;                    /* the list's last block (valid: tiny.c bin_cut_valid) */
+  void*    cut[HAK_BIN_CUTS];       /* cut[i]: the block above a spill batch, last = lowest */
+  uint32_t cut_depth[HAK_BIN_CUTS]; /* its place from the top when found (1 = head) */
+  uint32_t tail_depth;              /* the tail's place from the top when found */
+  uint32_t ncuts, cut_n;            /* cuts left; blocks between two cuts */
   uint32_t borrow_run;              /* Mid: W_MAX borrows since the last refill */
   uint32_t freeing;                 /* the thread only frees this class: the list stays short */
 } PoolTLSBinAux;

@@ -70,6 +70,8 @@ void hak__bin_reset(hak_heap_t* h) {
     h->aux[c].freeing = 0;
     h->aux[c].borrow_run = 0;
     h->aux[c].alloc_at_spill = 0;      /* the counters start again from zero (stats merge) */
+    h->aux[c].tail = NULL;
+    h->aux[c].ncuts = 0;
   }
 }
 
@@ -145,20 +147,104 @@ static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
   return n < HAK_FREEING ? HAK_FREEING : n;
 }
 
-//! Spills an over-full list's newest blocks to the central lists: a base's
-//! worth, not half (a long list that overflows by a little should not send
-//! thousands of blocks through central).  A thread that allocated nothing
-//! of a Mid class since its last spill frees what others made: its list
-//! keeps HAK_FREEING blocks, and spills again after a batch more
-//! (free-only threads held up to 18 MB each in remote_burst).  Not Tiny:
-//! a thread that frees a batch and allocates it again (batch16) would lose
-//! half its speed, and Tiny lists hold little.  Out of line: its link walk
-//! makes calls in hardened mode, and the push stays a leaf.
+/* Tiny spills its oldest blocks: a list spilling its newest keeps the
+ * cold ones and hands out those next (Python's trace: malloc waited on
+ * the popped block's line, 46% of its time).  The list is singly linked
+ * from the top, so the oldest are found by a walk of the whole list; one
+ * walk notes the blocks above the next few batches (cuts), and later
+ * spills take a batch from below a cut with no walk.  A block noted at
+ * place d from the top is still in the list, at the same place from the
+ * bottom, until d blocks have been popped: the alloc counter bounds the
+ * pops (every pop counts an allocation), so a cut or the tail is trusted
+ * only while fewer allocations than its place have happened since. */
+
+//! Whether a block noted at place d from the top is still where it was.
+static int bin_cut_valid(const PoolTLSBinAux* x, uint64_t allocs, uint32_t d) {
+  return allocs - x->cut_allocs < d;
+}
+
+//! Walks the list to note the cuts above its bottom batches of n blocks
+//! each: down to the lowest cut if the tail is known (the bottom batch is
+//! the coldest part), else to the end, to find the tail.
+static void bin_find_cuts(PoolTLSBinAux* x, PoolTLSBin* b, unsigned cls, uint64_t allocs, uint32_t n,
+                          int tail_known) {
+  uint32_t count = b->count, k = 0;
+  uint32_t m = (count - 1) / n;                  /* batches below the head's place */
+  if (m > HAK_BIN_CUTS) m = HAK_BIN_CUTS;
+  uint32_t want = count - m * n;                 /* the top-most cut's place; cut[m-1] the lowest */
+  void* p = b->head;
+  void* last = p;
+  for (uint32_t d = 1; p; d++) {
+    if (k < m && d == want) {
+      x->cut[k] = p;
+      x->cut_depth[k] = d;
+      k++;
+      want += n;
+      if (k == m && tail_known) break;
+    }
+    last = p;
+    p = hak__link_get(p, (int)cls);
+  }
+  if (!tail_known) x->tail = last;
+  x->tail_depth = count;
+  x->ncuts = k;
+  x->cut_n = n;
+  x->cut_allocs = allocs;
+}
+
+//! Spills the bottom batch of a Tiny list (a base at most, half the list
+//! at most), from below its lowest cut.
+static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_t allocs) {
+  PoolTLSBinAux* x = &h->aux[cls];
+  uint32_t i = x->ncuts;
+  if (!i || !bin_cut_valid(x, allocs, x->cut_depth[i - 1]) || x->cut_n > b->count / 2 + 1) {
+    int tail_known = x->tail && bin_cut_valid(x, allocs, x->tail_depth);
+    uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
+    if (!n) n = 1;
+    bin_find_cuts(x, b, cls, allocs, n, tail_known);
+    i = x->ncuts;
+    if (!i) {                                    /* a short list: the newest go */
+      void* first = b->head;
+      void* last = hak__link_nth(first, n, (int)cls, &b->head);
+      b->count -= n;
+      x->tail = NULL;
+      hak__small_central_push(h, cls, first, last, n);
+      return;
+    }
+  }
+  void* cut = x->cut[i - 1];
+  void* first = hak__link_get(cut, (int)cls);
+  void* last = x->tail;
+  uint32_t n = x->cut_n;
+  hak__link_set(cut, NULL);
+  x->tail = cut;
+  x->tail_depth = x->cut_depth[i - 1];
+  x->ncuts = i - 1;
+  b->count -= n;
+  hak__small_central_push(h, cls, first, last, n);
+}
+
+//! Spills part of an over-full list to the central lists.  Tiny: its
+//! oldest batch (above).  Mid: its newest, a base's worth, not half (a
+//! long list that overflows by a little should not send thousands of
+//! blocks through central); Mid lists are short, and sending the oldest
+//! measured no gain there.  A thread that allocated nothing of a Mid class
+//! since its last spill frees what others made: its list keeps
+//! HAK_FREEING blocks, and spills again after a batch more (free-only
+//! threads held up to 18 MB each in remote_burst).  Not Tiny: a thread
+//! that frees a batch and allocates it again (batch16) would lose half its
+//! speed, and Tiny lists hold little.  Out of line: its link walk makes
+//! calls in hardened mode, and the push stays a leaf.
 static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint64_t allocs = h->st.c[HAK_CS_alloc][cls];
   uint32_t n;
-  if (allocs == x->alloc_at_spill && cls >= HAK_TINY_CLASSES && b->count > HAK_FREEING) {
+  if (cls < HAK_TINY_CLASSES) {
+    bin_shrink_limit(b);
+    bin_spill_oldest(h, cls, b, allocs);
+    return;
+  }
+  if (allocs == x->alloc_at_spill && b->count > HAK_FREEING) {
     x->freeing = 1;
     b->limit = HAK_FREEING + bin_freeing_batch(b, cls);
     n = b->count - HAK_FREEING;
@@ -168,6 +254,8 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
     if (!n) n = 1;
   }
   x->alloc_at_spill = allocs;
+  x->tail = NULL;                                /* the top goes: places from the top move */
+  x->ncuts = 0;
   void* first = b->head;
   void* last = hak__link_nth(first, n, (int)cls, &b->head);
   b->count -= n;
@@ -196,6 +284,8 @@ void hak__bin_flush(hak_heap_t* h) {
     void* first = b->head;
     b->head = NULL;
     b->count = 0;
+    h->aux[c].tail = NULL;
+    h->aux[c].ncuts = 0;
     hak__small_central_push(h, c, first, last, n);
   }
 }
