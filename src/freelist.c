@@ -216,6 +216,7 @@ struct hak_chain {
 
 #define CHAIN_SLAB  (64 * 1024)
 #define CHAIN_CACHE 32          /* spare descriptors per heap */
+#define CHAIN_BATCH 16          /* moved between a heap and the pool at once */
 /* Longest chain kept whole: a popper that splits a chain holds all of it
  * while it walks, and the list looks empty to the others meanwhile, so a
  * thread's whole cache (exit, trim) or the scavenger's kept blocks go in
@@ -238,6 +239,29 @@ static hak_chain_t* cs_pop(_Atomic uint64_t* top, hak_heap_t* h) {
     uint64_t nw = fl_pack(chain_next(d), fl_tag(old) + 1);
     if (atomic_compare_exchange_weak_explicit(top, &old, nw, memory_order_acquire, memory_order_acquire))
       return d;
+    fl_retry(h, &fails);
+  }
+}
+
+//! Pops up to k descriptors (linked by next, the last one's next NULL) in
+//! one CAS, their count in *got.  The walk may read links that other
+//! threads are changing (descriptors are never unmapped); the tag, bumped
+//! by every CAS on the stack, makes the CAS fail after any such change.
+static hak_chain_t* cs_pop_batch(_Atomic uint64_t* top, unsigned k, unsigned* got, hak_heap_t* h) {
+  int fails = 0;
+  uint64_t old = atomic_load_explicit(top, memory_order_acquire);
+  for (;;) {
+    hak_chain_t* d = fl_ptr(old);
+    if (!d) return NULL;
+    hak_chain_t* last = d;
+    unsigned n = 1;
+    for (hak_chain_t* q; n < k && (q = chain_next(last)) != NULL; n++) last = q;
+    uint64_t nw = fl_pack(chain_next(last), fl_tag(old) + 1);
+    if (atomic_compare_exchange_weak_explicit(top, &old, nw, memory_order_acquire, memory_order_acquire)) {
+      chain_set_next(last, NULL);
+      *got = n;
+      return d;
+    }
     fl_retry(h, &fails);
   }
 }
@@ -273,13 +297,28 @@ static int chain_grow(void) {
   return ok;
 }
 
-//! A spare descriptor: the heap's, else the pool's; NULL without memory.
+//! A spare descriptor: the heap's, else the pool's (a batch of them for a
+//! heap: a consumer takes descriptors that its producer gives back, and one
+//! pool CAS each put producer-consumer's retry rate over 5%); NULL without
+//! memory.
 static hak_chain_t* chain_get(hak_heap_t* h) {
   if (h && h->chain_cache) {
     hak_chain_t* d = h->chain_cache;
     h->chain_cache = chain_next(d);
     h->chain_cached--;
     return d;
+  }
+  if (h) {
+    unsigned n;
+    for (;;) {
+      hak_chain_t* d = cs_pop_batch(&chain_pool, CHAIN_BATCH, &n, h);
+      if (d) {
+        h->chain_cache = chain_next(d);
+        h->chain_cached = n - 1;
+        return d;
+      }
+      if (!chain_grow()) return NULL;
+    }
   }
   for (;;) {
     hak_chain_t* d = cs_pop(&chain_pool, h);
@@ -291,7 +330,15 @@ static hak_chain_t* chain_get(hak_heap_t* h) {
 //! HAKMEM_VALGRIND a stale one would make a leaked block look reachable.
 static void chain_put(hak_heap_t* h, hak_chain_t* d) {
   d->first = d->last = NULL;
-  if (h && h->chain_cached < CHAIN_CACHE) {
+  if (h && h->chain_cached >= CHAIN_CACHE) {      /* full: a batch goes back in one CAS */
+    hak_chain_t* first = h->chain_cache;
+    hak_chain_t* last = first;
+    for (unsigned i = 1; i < CHAIN_BATCH; i++) last = chain_next(last);
+    h->chain_cache = chain_next(last);
+    h->chain_cached -= CHAIN_BATCH;
+    cs_push(&chain_pool, first, last, h);
+  }
+  if (h) {
     chain_set_next(d, h->chain_cache);
     h->chain_cache = d;
     h->chain_cached++;
