@@ -6,6 +6,7 @@
 #include "fastpath.h"
 #include "policy.h"
 #include "valgrind.h"
+#include "l25.h"
 #include <errno.h>
 #include <string.h>
 #include <stdio.h>
@@ -191,7 +192,7 @@ HAK_INLINE size_t usable_quick(const void* p) {
       return 0;
     return hak__class_size[c];
   }
-  return kind == HAK_SEG_LARGE ? hak__l25_usable(p) : 0;
+  return kind == HAK_SEG_LARGE ? hak__l25_usable_quick(p) : 0;
 }
 
 static void* realloc_move(void* p, size_t n);

@@ -8,24 +8,8 @@
 #include "internal.h"
 #include "policy.h"
 #include "link.h"
+#include "l25.h"
 #include <errno.h>
-
-#define L25_FIRST   ((uintptr_t)64 * 1024)
-#define L25_MAXBLK  64
-enum { L25_UNUSED = 0, L25_LIVE = 1, L25_FREE = 2, L25_COLD = 3 };
-
-typedef struct l25_seg {
-  uint32_t magic;
-  uint8_t  kind;
-  uint8_t  cls;
-  uint16_t nblocks;
-  uint32_t block_size;
-  uint32_t div_mul, div_lim;
-  uint8_t  div_shift;
-  uint32_t trim_gen, trim_count;          /* scratch of the reclaimer, under l25_lock */
-  struct l25_seg* next_dead;
-  _Atomic uint8_t state[L25_MAXBLK];
-} l25_seg_t;
 
 static hak_freelist_t l25_hot[HAK_LARGE_CLASSES], l25_cold[HAK_LARGE_CLASSES];
 static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;   /* carving new blocks */
@@ -69,17 +53,6 @@ uint64_t hak__l25_cached_blocks(unsigned cls) {
   return n > 0 ? (uint64_t)n : 0;
 }
 
-//! Finds the segment and block index of p; -1 if p is not a block start.
-HAK_INLINE int l25_index(const void* p, l25_seg_t** sp) {
-  uintptr_t a = (uintptr_t)p;
-  l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
-  *sp = s;
-  uintptr_t off = a - (uintptr_t)s;
-  if (off < L25_FIRST) return -1;
-  uint32_t x = (uint32_t)(off - L25_FIRST) * s->div_mul;
-  x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
-  return x <= s->div_lim ? (int)x : -1;      /* x is the index */
-}
 
 //! Carves a never-used block, mapping a new segment when needed.  The
 //! mapping happens without the lock: on failure it trims, which takes other
@@ -193,7 +166,7 @@ void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     if (!p) return NULL;
   }
   l25_seg_t* s;
-  int idx = l25_index(p, &s);
+  int idx = hak__l25_index(p, &s);
   atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, req_bytes, req);
@@ -214,7 +187,7 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
     while (chain) {
       void* next = hak__link_get(chain, HAK_STAT_LARGE0 + (int)cls);
       l25_seg_t* s;
-      int idx = l25_index(chain, &s);
+      int idx = hak__l25_index(chain, &s);
       atomic_store_explicit(&s->state[idx], L25_COLD, memory_order_relaxed);
       hak__os_decommit(chain, s->block_size);
       bytes += s->block_size;
@@ -229,7 +202,7 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
 
 void hak__l25_free(hak_heap_t* h, void* p) {
   l25_seg_t* s;
-  int idx = l25_index(p, &s);
+  int idx = hak__l25_index(p, &s);
   if (idx < 0) hak__misuse("interior pointer free", p, -1);
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
   if (st != L25_LIVE)
@@ -272,7 +245,7 @@ void hak__l25_decay(uint64_t now) {
 
 size_t hak__l25_usable(const void* p) {
   l25_seg_t* s;
-  int idx = l25_index(p, &s);
+  int idx = hak__l25_index(p, &s);
   if (idx < 0) hak__misuse("interior pointer", p, -1);
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
   if (st != L25_LIVE) hak__misuse(st == L25_UNUSED ? "invalid pointer" : "use after free", p, HAK_STAT_LARGE0 + s->cls);
@@ -283,7 +256,7 @@ size_t hak__l25_usable(const void* p) {
 //! May see a stale link of a lock-free pop: racy reads, no TSan (link.c).
 __attribute__((no_sanitize("thread"))) int hak__l25_link_ok(const void* p, unsigned lcls) {
   l25_seg_t* s;
-  int idx = l25_index(p, &s);
+  int idx = hak__l25_index(p, &s);
   if (idx < 0 || s->cls != lcls) return 0;
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
   return st == L25_FREE || st == L25_COLD;
@@ -292,12 +265,12 @@ __attribute__((no_sanitize("thread"))) int hak__l25_link_ok(const void* p, unsig
 //! The Large class of the block start p, or -1 (for checks and messages).
 __attribute__((no_sanitize("thread"))) int hak__l25_block_class(const void* p) {
   l25_seg_t* s;
-  return l25_index(p, &s) < 0 || s->cls >= HAK_LARGE_CLASSES ? -1 : (int)s->cls;
+  return hak__l25_index(p, &s) < 0 || s->cls >= HAK_LARGE_CLASSES ? -1 : (int)s->cls;
 }
 
 int hak__l25_owns(const void* p) {
   l25_seg_t* s;
-  int idx = l25_index(p, &s);
+  int idx = hak__l25_index(p, &s);
   return idx >= 0 && atomic_load_explicit(&s->state[idx], memory_order_relaxed) != L25_UNUSED;
 }
 
@@ -337,7 +310,7 @@ static void l25_sort(void* chain, unsigned cls, l25_seg_t** dead) {
     }
     if (s->trim_count & KEEP) {
       l25_seg_t* s2;
-      int idx = l25_index(chain, &s2);
+      int idx = hak__l25_index(chain, &s2);
       int cold = atomic_load_explicit(&s->state[idx], memory_order_relaxed) == L25_COLD;
       hak__freelist_push_lockfree(cold ? &l25_cold[cls] : &l25_hot[cls], chain, NULL);
     }
