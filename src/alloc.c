@@ -52,7 +52,7 @@ HAK_NOINLINE void* hak__bad_block_ret(const void* p) { hak__bad_block(p); }
 //! Allocation with a known heap: every layer.
 void* hak__alloc_with(hak_heap_t* h, size_t n) {
   if (n <= HAK_MID_MAX) {                     /* pops if the list has blocks; Mid may borrow */
-    unsigned c = hak__small_class_of[(n + 15) >> 4];
+    unsigned c = (unsigned)hak__small_class(n);
     return hak__bin_alloc_slow(h, c, n, c >= HAK_TINY_CLASSES);
   }
   if (n <= HAK_LARGE_MAX) {
@@ -252,7 +252,7 @@ static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
 
 //! Smallest small class of at least n bytes whose blocks are align-aligned.
 static int small_aligned_class(size_t n, size_t align) {
-  unsigned c = hak__small_class_of[(n + 15) >> 4];
+  unsigned c = (unsigned)hak__small_class(n);
   for (; c < HAK_SMALL_CLASSES; c++)
     if ((hak__class_size[c] & (align - 1)) == 0) return (int)c;
   return -1;

@@ -27,7 +27,7 @@
 HAK_INLINE void* hak__malloc_fast(size_t n) {
   hak_heap_t* h = hak__tls_heap;
   if (hak_likely(n <= HAK_MID_MAX)) {
-    size_t c = hak__small_class_of[(n + 15) >> 4];   /* size_t: offsets fold into addresses */
+    size_t c = hak__small_class(n);   /* size_t: offsets fold into addresses */
     PoolTLSBin* b = hak__bin(h, c);
     void** p = b->head;
     if (hak_likely(p != NULL)) {

@@ -67,6 +67,8 @@ extern const uint8_t  hak__mid_class_of[(HAK_MID_MAX >> 8) + 1];     /* by (n+25
  * inline path: one load for both layers (hak__classes_init fills it) */
 #define HAK_SMALL_INDEX_MAX (HAK_MID_MAX >> 4)
 extern uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
+//! The small class of n (n <= HAK_MID_MAX): one load, for both layers.
+HAK_INLINE size_t hak__small_class(size_t n) { return hak__small_class_of[(n + 15) >> 4]; }
 void hak__classes_init(void);
 
 /* ---- pages and segments ------------------------------------------------ */

@@ -244,12 +244,13 @@ void hak__l25_decay(uint64_t now) {
 }
 
 size_t hak__l25_usable(const void* p) {
+  size_t n = hak__l25_usable_quick(p);
+  if (hak_likely(n)) return n;
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);
   if (idx < 0) hak__misuse("interior pointer", p, -1);
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
-  if (st != L25_LIVE) hak__misuse(st == L25_UNUSED ? "invalid pointer" : "use after free", p, HAK_STAT_LARGE0 + s->cls);
-  return s->block_size;
+  hak__misuse(st == L25_UNUSED ? "invalid pointer" : "use after free", p, HAK_STAT_LARGE0 + s->cls);
 }
 
 //! 1 if p is a free block of Large class lcls (a decoded free-list link).

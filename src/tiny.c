@@ -192,92 +192,62 @@ static void bin_find_cuts(PoolTLSBinAux* x, PoolTLSBin* b, unsigned cls, uint64_
   x->cut_allocs = allocs;
 }
 
-//! Spills the bottom batch of a Tiny list (a base at most, half the list
-//! at most), from below its lowest cut.
-static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_t allocs) {
+//! Spills the bottom n blocks (n < count) from below the lowest cut,
+//! walking first if no trusted cut is left, or if the noted batches are
+//! larger than n.
+static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_t allocs, uint32_t n) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint32_t i = x->ncuts;
-  if (!i || !bin_cut_valid(x, allocs, x->cut_depth[i - 1]) || x->cut_n > b->count / 2 + 1) {
-    int tail_known = x->tail && bin_cut_valid(x, allocs, x->tail_depth);
-    uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
-    if (!n) n = 1;
-    bin_find_cuts(x, b, cls, allocs, n, tail_known);
-    i = x->ncuts;
-    if (!i) {                                    /* a short list: the newest go */
-      void* first = b->head;
-      void* last = hak__link_nth(first, n, (int)cls, &b->head);
-      b->count -= n;
-      x->tail = NULL;
-      hak__small_central_push(h, cls, first, last, n);
-      return;
-    }
+  if (!i || !bin_cut_valid(x, allocs, x->cut_depth[i - 1]) || x->cut_n > n) {
+    bin_find_cuts(x, b, cls, allocs, n, x->tail && bin_cut_valid(x, allocs, x->tail_depth));
+    i = x->ncuts;                                /* at least 1: n < count */
   }
   void* cut = x->cut[i - 1];
   void* first = hak__link_get(cut, (int)cls);
   void* last = x->tail;
-  uint32_t n = x->cut_n;
+  uint32_t k = x->cut_n;
   hak__link_set(cut, NULL);
   x->tail = cut;
   x->tail_depth = x->cut_depth[i - 1];
   x->ncuts = i - 1;
-  b->count -= n;
-  hak__small_central_push(h, cls, first, last, n);
+  b->count -= k;
+  hak__small_central_push(h, cls, first, last, k);
 }
 
-//! Spills all but the newest `keep` blocks (a thread that only frees):
-//! walks `keep` links, and to the end only if the tail is not known.  The
-//! block left last is the next spill's tail, and stays trusted while the
-//! thread allocates nothing: a free-only thread's spills walk no chain
-//! (the walk of a batch another core's blocks had just left was 18% of
-//! producer-consumer's time).
-static void bin_spill_keep_newest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_t allocs, uint32_t keep) {
-  PoolTLSBinAux* x = &h->aux[cls];
-  int tail_known = x->tail && bin_cut_valid(x, allocs, x->tail_depth);
-  void* first;
-  void* cut = hak__link_nth(b->head, keep, (int)cls, &first);
-  uint32_t n = b->count - keep;
-  void* last = tail_known ? x->tail : hak__link_last(first, (int)cls, NULL);
-  hak__link_set(cut, NULL);
-  b->count = keep;
-  x->tail = cut;
-  x->tail_depth = keep;
-  x->ncuts = 0;
-  x->cut_allocs = allocs;
-  x->alloc_at_spill = allocs;
-  hak__small_central_push(h, cls, first, last, n);
-}
-
-//! Spills part of an over-full list to the central lists.  Tiny: its
-//! oldest batch (above).  Mid: its newest, a base's worth, not half (a
-//! long list that overflows by a little should not send thousands of
-//! blocks through central); Mid lists are short, and sending the oldest
-//! measured no gain there.  A thread that allocated nothing of a Mid class
-//! since its last spill frees what others made: its list keeps
-//! HAK_FREEING blocks, and spills again after a batch more (free-only
-//! threads held up to 18 MB each in remote_burst).  Not Tiny: a thread
-//! that frees a batch and allocates it again (batch16) would lose half its
-//! speed, and Tiny lists hold little.  Out of line: its link walk makes
-//! calls in hardened mode, and the push stays a leaf.
+//! Spills part of an over-full list to the central lists, a base's worth
+//! at most (half the list at most): a long list that overflows by a little
+//! should not send thousands of blocks through central.  Tiny sends its
+//! oldest batch (above); Mid its newest: Mid lists are short, and sending
+//! the oldest measured no gain there.
+//! A thread that allocated nothing of a Mid class since its last spill
+//! frees what others made: its list keeps its newest HAK_FREEING blocks
+//! and sends the rest, and spills again after a batch more (free-only
+//! threads held up to 18 MB each in remote_burst).  That spill walks
+//! HAK_FREEING links: its last block is the next spill's tail, trusted
+//! while the thread allocates nothing (walking the batch, blocks another
+//! core had just left, was 18% of producer-consumer's time).  Not Tiny: a
+//! thread that frees a batch and allocates it again (batch16) would lose
+//! half its speed, and Tiny lists hold little.  Out of line: its link walk
+//! makes calls in hardened mode, and the push stays a leaf.
 static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint64_t allocs = h->st.c[HAK_CS_alloc][cls];
-  uint32_t n;
-  if (cls < HAK_TINY_CLASSES) {
-    bin_shrink_limit(b);
-    bin_spill_oldest(h, cls, b, allocs);
-    return;
-  }
-  if (allocs == x->alloc_at_spill && b->count > HAK_FREEING) {
+  int tiny = cls < HAK_TINY_CLASSES;
+  int freeing = !tiny && allocs == x->alloc_at_spill && b->count > HAK_FREEING;
+  x->alloc_at_spill = allocs;
+  if (freeing) {
     x->freeing = 1;
     b->limit = HAK_FREEING + bin_freeing_batch(b, cls);
-    bin_spill_keep_newest(h, cls, b, allocs, HAK_FREEING);
+    bin_spill_oldest(h, cls, b, allocs, b->count - HAK_FREEING);
     return;
-  } else {
-    bin_shrink_limit(b);
-    n = b->count / 2 < b->base ? b->count / 2 : b->base;
-    if (!n) n = 1;
   }
-  x->alloc_at_spill = allocs;
+  bin_shrink_limit(b);
+  uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
+  if (!n) n = 1;
+  if (tiny) {
+    bin_spill_oldest(h, cls, b, allocs, n);
+    return;
+  }
   x->tail = NULL;                                /* the top goes: places from the top move */
   x->ncuts = 0;
   void* first = b->head;

@@ -13,7 +13,7 @@
 #include "../pool/pool_test.h"
 #include "link.h"
 
-static unsigned tcls(size_t n) { return hak__small_class_of[(n + 15) >> 4]; }
+static unsigned tcls(size_t n) { return (unsigned)hak__small_class(n); }
 
 //! The list's length, walked at most max + 1 links (a cycle stops there).
 static uint32_t list_len(PoolTLSBin* b, unsigned c, uint32_t max) {
