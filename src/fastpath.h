@@ -35,9 +35,8 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       void* next = p[0];
       b->head = next;
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */
-      b->count--;
       p[1] = NULL;                       /* clear the free mark */
-      HAK_CSTAT(h, c, alloc, 1);         /* no req_bytes: the slow path samples them (stats.h) */
+      HAK_BUMP(b->fmax, 1);              /* the alloc; no req_bytes: the slow path samples them (stats.h) */
       return p;
     }
   }
@@ -62,14 +61,13 @@ HAK_INLINE void hak__free_fast(void* p) {
     if (hak_likely(bad == 0)) {
       PoolTLSBin* b = hak__bin(h, c);
       if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
-          hak_likely(b->count < b->limit && HAK_CHECK_OK(b->head != p))) {
+          hak_likely(b->frees < b->fmax && HAK_CHECK_OK(b->head != p))) {
         w[0] = (uintptr_t)b->head;
         /* a separate 8-byte store: a 16-byte one would not forward to
          * the 8-byte load of the mark when the block is reused at once */
         *(volatile uintptr_t*)&w[1] = mark;
         b->head = p;
-        b->count++;
-        HAK_CSTAT(h, c, free, 1);
+        HAK_BUMP(b->frees, 1);
         return;
       }
     }

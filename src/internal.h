@@ -224,16 +224,24 @@ void  hak__freelist_init(hak_freelist_t* fl);
  * and ran at 0.63-0.71x tcmalloc (bench/results/proto-unified.md).  It is
  * the seed's PoolTLSBin, with its ring and overflow list made one list: a
  * ring pop is three dependent loads (top, item, the block's mark), a list
- * pop two (head, then the block's mark and link on one line). */
+ * pop two (head, then the block's mark and link on one line).
+ * The list's length is not stored: each inline path would update it and
+ * the class's counter, where one update each does both.  free counts up
+ * frees, and a pop counts up fmax, the frees at which the list is full:
+ * free's bound is frees < fmax, the count is limit - (fmax - frees), and
+ * the class's allocs are fmax - off.  A slow path that adds or takes
+ * blocks uncounted, or moves the limit, moves fmax and off together. */
 typedef struct PoolTLSBin {
   void*    head;
-  uint32_t count;
+  uint64_t fmax;                    /* pops, plus off */
+  uint64_t frees;                   /* pushes by free: the class's free counter (stats.c adds it) */
+  uint64_t off;                     /* fmax - allocs */
+  hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
   uint32_t limit;                   /* adapts between base and the layer's most */
   uint32_t base;
   uint32_t overages;                /* spills since the limit last moved */
-  hak_div_t div;                    /* hak__class_div[class]: free's block-start check */
-} __attribute__((aligned(32))) PoolTLSBin;
-_Static_assert(sizeof(PoolTLSBin) == 32, "a bin is half a line");
+} __attribute__((aligned(64))) PoolTLSBin;
+_Static_assert(sizeof(PoolTLSBin) == 64, "a bin is a line");
 
 #define HAK_BIN_CUTS 7               /* Tiny: spill points found by one walk (tiny.c) */
 typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
@@ -291,6 +299,48 @@ typedef struct hak_heap {
 
 //! The bin of small class c (Tiny or Mid).
 HAK_INLINE PoolTLSBin* hak__bin(hak_heap_t* h, size_t c) { return &h->bins[c]; }
+
+//! The blocks on a bin's list.
+HAK_INLINE uint32_t hak__bin_count(const PoolTLSBin* b) { return b->limit - (uint32_t)(b->fmax - b->frees); }
+
+//! The class's allocations: every pop counts one.
+HAK_INLINE uint64_t hak__bin_allocs(const PoolTLSBin* b) { return b->fmax - b->off; }
+
+//! Moves fmax by d with the allocs kept.
+HAK_INLINE void hak__bin_fmax_move(PoolTLSBin* b, uint64_t d) {
+  HAK_BUMP(b->fmax, d);
+  HAK_BUMP(b->off, d);
+}
+
+//! Another thread's read of a bin's allocs: the owner may be between
+//! moving fmax and off, so the difference can be briefly off by a move;
+//! never below zero.
+HAK_INLINE uint64_t hak__bin_allocs_read(const PoolTLSBin* b) {
+  int64_t a = (int64_t)(__atomic_load_n(&b->fmax, __ATOMIC_RELAXED) - __atomic_load_n(&b->off, __ATOMIC_RELAXED));
+  return a < 0 ? 0 : (uint64_t)a;
+}
+
+//! Makes a bin's count n (its list was given or took blocks uncounted).
+HAK_INLINE void hak__bin_count_set(PoolTLSBin* b, uint32_t n) {
+  hak__bin_fmax_move(b, (uint64_t)(int64_t)((int32_t)hak__bin_count(b) - (int32_t)n));
+}
+
+//! Takes k blocks off a bin's count (they left its list uncounted).
+HAK_INLINE void hak__bin_count_sub(PoolTLSBin* b, uint32_t k) { hak__bin_fmax_move(b, k); }
+
+//! Sets a bin's limit, keeping its count.
+HAK_INLINE void hak__bin_limit_set(PoolTLSBin* b, uint32_t lim) {
+  hak__bin_fmax_move(b, (uint64_t)((int64_t)lim - (int64_t)b->limit));
+  b->limit = lim;
+}
+
+//! Thread h's counter k of class c: a small class's allocs and frees are in its bin.
+HAK_INLINE uint64_t hak__heap_cstat(hak_heap_t* h, int k, unsigned c) {
+  uint64_t v = __atomic_load_n(&h->st.c[k][c], __ATOMIC_RELAXED);
+  if (c < HAK_SMALL_CLASSES && k == HAK_CS_alloc) v += hak__bin_allocs_read(&h->bins[c]);
+  if (c < HAK_SMALL_CLASSES && k == HAK_CS_free) v += __atomic_load_n(&h->bins[c].frees, __ATOMIC_RELAXED);
+  return v;
+}
 
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */

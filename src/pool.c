@@ -43,8 +43,7 @@ void* hak__pool_borrow(hak_heap_t* h, unsigned cls, size_t req) {
   for (unsigned c2 = cls + 1; c2 < HAK_SMALL_CLASSES; c2++) {
     if ((uint64_t)hak__class_size[c2] * 1000 > limit) break;
     void* p = hak__bin_pop(hak__bin(h, c2), c2);
-    if (!p) continue;
-    HAK_CSTAT(h, c2, alloc, 1);
+    if (!p) continue;                   /* the pop counted c2's alloc */
     HAK_CSTAT(h, c2, lent, 1);
     HAK_CSTAT(h, c2, lent_req, req);
     HAK_CSTAT(h, cls, borrow, 1);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "learner.h"
+#include "valgrind.h"
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -34,23 +35,39 @@ static void stats_add(hak_tstats_t* dst, hak_tstats_t* src) {
     dst->t[k] += __atomic_load_n(&src->t[k], __ATOMIC_RELAXED);
 }
 
+//! Adds a heap's counters into *arg: a small class's allocs and frees are in its bin.
+static void stats_add_heap(hak_heap_t* h, void* arg) {
+  hak_tstats_t* dst = arg;
+  stats_add(dst, &h->st);
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    dst->c[HAK_CS_alloc][c] += hak__bin_allocs_read(&h->bins[c]);
+    dst->c[HAK_CS_free][c] += __atomic_load_n(&h->bins[c].frees, __ATOMIC_RELAXED);
+  }
+}
+
 //! Thread exit: the counters move to the retired total.  Zeroed under the
 //! lock, and hak__stats_sum holds it across its walk, so a sum never counts
 //! an exiting thread twice or not at all (a spike in one learner window).
 void hak__stats_merge(hak_heap_t* h) {
   pthread_mutex_lock(&stats_lock);
-  stats_add(&stats_retired, &h->st);
+  stats_add_heap(h, &stats_retired);
   memset(&h->st, 0, sizeof h->st);
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBin* b = hak__bin(h, c);
+    uint32_t n = hak__bin_count(b);
+    b->frees = 0;
+    b->fmax = b->off = (uint64_t)(b->limit - n);   /* allocs 0, count n */
+  }
   pthread_mutex_unlock(&stats_lock);
 }
-
-static void stats_add_heap(hak_heap_t* h, void* arg) { stats_add((hak_tstats_t*)arg, &h->st); }
 
 void hak__stats_sum(hak_tstats_t* out) {
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&stats_lock);             /* then heap_lock: never the other order */
   stats_add(out, &stats_retired);
+  hak__vg_enter();                             /* HAKMEM_VALGRIND hides the bins (valgrind.c) */
   hak__heap_each(stats_add_heap, out);
+  hak__vg_leave();
   pthread_mutex_unlock(&stats_lock);
 }
 

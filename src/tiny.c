@@ -48,7 +48,8 @@ static uint32_t bin_refill_most(unsigned cls) {
 void hak__bin_setup(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
-    b->base = b->limit = bin_base(c);
+    b->base = bin_base(c);
+    hak__bin_limit_set(b, b->base);
     b->div = hak__class_div[c];
   }
 }
@@ -58,14 +59,14 @@ void* hak__bin_pop(PoolTLSBin* b, unsigned cls) {
   if (!p) return NULL;
   hak__take(p);
   b->head = hak__link_get(p, (int)cls);
-  b->count--;
+  HAK_BUMP(b->fmax, 1);                 /* the alloc: every pop counts one */
   return p;
 }
 
 void hak__bin_reset(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
-    b->limit = b->base;
+    hak__bin_limit_set(b, b->base);
     b->overages = 0;
     h->aux[c].freeing = 0;
     h->aux[c].borrow_run = 0;
@@ -82,7 +83,7 @@ void hak__bin_reset(hak_heap_t* h) {
 
 //! A refill from central: the list was too short.
 static void bin_grow_limit(PoolTLSBin* b, unsigned cls) {
-  if (b->limit + b->base <= bin_most(cls)) b->limit += b->base;
+  if (b->limit + b->base <= bin_most(cls)) hak__bin_limit_set(b, b->limit + b->base);
   b->overages = 0;
 }
 
@@ -90,7 +91,7 @@ static void bin_grow_limit(PoolTLSBin* b, unsigned cls) {
 static void bin_shrink_limit(PoolTLSBin* b) {
   if (++b->overages < 4) return;
   b->overages = 0;
-  if (b->limit >= 2 * b->base) b->limit -= b->base;
+  if (b->limit >= 2 * b->base) hak__bin_limit_set(b, b->limit - b->base);
 }
 
 /* A class that keeps borrowing refills after this many borrows in a row:
@@ -104,7 +105,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   if (!b->head) {
     if (x->freeing) {                     /* it allocates again: the whole list */
       x->freeing = 0;
-      b->limit = b->base;
+      hak__bin_limit_set(b, b->base);
     }
     uint32_t most = bin_refill_most(cls);
     uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
@@ -129,11 +130,10 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
       chain = (void*)run;
     }
     b->head = chain;
-    b->count = n;
+    hak__bin_count_set(b, n);
   }
   x->borrow_run = 0;
   void* p = hak__bin_pop(b, cls);
-  HAK_CSTAT(h, cls, alloc, 1);
   HAK_CSTAT(h, cls, req_bytes, req);    /* a sample: the inline path counts none */
   HAK_CSTAT(h, cls, req_n, 1);
   return p;
@@ -168,7 +168,7 @@ static int bin_cut_valid(const PoolTLSBinAux* x, uint64_t allocs, uint32_t d) {
 //! the coldest part), else to the end, to find the tail.
 static void bin_find_cuts(PoolTLSBinAux* x, PoolTLSBin* b, unsigned cls, uint64_t allocs, uint32_t n,
                           int tail_known) {
-  uint32_t count = b->count, k = 0;
+  uint32_t count = hak__bin_count(b), k = 0;
   uint32_t m = (count - 1) / n;                  /* batches below the head's place */
   if (m > HAK_BIN_CUTS) m = HAK_BIN_CUTS;
   uint32_t want = count - m * n;                 /* the top-most cut's place; cut[m-1] the lowest */
@@ -210,7 +210,7 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
   x->tail = cut;
   x->tail_depth = x->cut_depth[i - 1];
   x->ncuts = i - 1;
-  b->count -= k;
+  hak__bin_count_sub(b, k);
   hak__small_central_push(h, cls, first, last, k);
 }
 
@@ -231,18 +231,19 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
 //! makes calls in hardened mode, and the push stays a leaf.
 static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
-  uint64_t allocs = h->st.c[HAK_CS_alloc][cls];
+  uint64_t allocs = hak__bin_allocs(b);
+  uint32_t count = hak__bin_count(b);
   int tiny = cls < HAK_TINY_CLASSES;
-  int freeing = !tiny && allocs == x->alloc_at_spill && b->count > HAK_FREEING;
+  int freeing = !tiny && allocs == x->alloc_at_spill && count > HAK_FREEING;
   x->alloc_at_spill = allocs;
   if (freeing) {
     x->freeing = 1;
-    b->limit = HAK_FREEING + bin_freeing_batch(b, cls);
-    bin_spill_oldest(h, cls, b, allocs, b->count - HAK_FREEING);
+    hak__bin_limit_set(b, HAK_FREEING + bin_freeing_batch(b, cls));
+    bin_spill_oldest(h, cls, b, allocs, count - HAK_FREEING);
     return;
   }
   bin_shrink_limit(b);
-  uint32_t n = b->count / 2 < b->base ? b->count / 2 : b->base;
+  uint32_t n = count / 2 < b->base ? count / 2 : b->base;
   if (!n) n = 1;
   if (tiny) {
     bin_spill_oldest(h, cls, b, allocs, n);
@@ -252,7 +253,7 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   x->ncuts = 0;
   void* first = b->head;
   void* last = hak__link_nth(first, n, (int)cls, &b->head);
-  b->count -= n;
+  hak__bin_count_sub(b, n);
   hak__small_central_push(h, cls, first, last, n);
 }
 
@@ -263,9 +264,8 @@ void hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   hak__link_set(p, b->head);
   hak__mark_free(p);
   b->head = p;
-  b->count++;
-  HAK_CSTAT(h, cls, free, 1);
-  if (b->count > b->limit) bin_spill(h, cls, b);
+  HAK_BUMP(b->frees, 1);
+  if (hak__bin_count(b) > b->limit) bin_spill(h, cls, b);
 }
 
 //! Hands every cached small block to the central lists (thread exit, trim).
@@ -277,7 +277,7 @@ void hak__bin_flush(hak_heap_t* h) {
     void* last = hak__link_last(b->head, (int)c, &n);
     void* first = b->head;
     b->head = NULL;
-    b->count = 0;
+    hak__bin_count_set(b, 0);
     h->aux[c].tail = NULL;
     h->aux[c].ncuts = 0;
     hak__small_central_push(h, c, first, last, n);

@@ -63,7 +63,7 @@ static inline hak_heap_t* pt_heap(void) {
 static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__bin(h, c); }
 
 /* This thread's own counters (plain per-thread fields). */
-#define PT_CSTAT(h, name, cls) __atomic_load_n(&(h)->st.c[HAK_CS_##name][cls], __ATOMIC_RELAXED)
+#define PT_CSTAT(h, name, cls) hak__heap_cstat(h, HAK_CS_##name, cls)
 #define PT_TSTAT(h, name)    __atomic_load_n(&(h)->st.t[HAK_TS_##name], __ATOMIC_RELAXED)
 
 /* Every thread's counters, merged (too big for small thread stacks: static). */

@@ -123,17 +123,17 @@ static void test_wmax_borrow(void) {
   hak__heap_flush(h);
   pt_fill(c3072, 8);
   pt_starve(c2048, &st);
-  uint32_t count = pt_bin(h, c3072)->count;
+  uint32_t count = hak__bin_count(pt_bin(h, c3072));
   uint64_t lent0 = PT_CSTAT(h, lent, c3072), lreq0 = PT_CSTAT(h, lent_req, c3072);
   p = A_MALLOC(2048);
   CHECK(A_USABLE(p) == 3072, "malloc(2048) got %zu bytes, expected a borrowed 3072 block", A_USABLE(p));
   CHECK(PT_CSTAT(h, borrow, c2048) == b0 + 1, "borrow counter did not move");
-  CHECK(pt_bin(h, c3072)->count == count - 1, "borrow did not come from the 3072 list");
+  CHECK(hak__bin_count(pt_bin(h, c3072)) == count - 1, "borrow did not come from the 3072 list");
   CHECK(PT_CSTAT(h, lent, c3072) == lent0 + 1 && PT_CSTAT(h, lent_req, c3072) == lreq0 + 2048,
         "the lender counted %llu lent, %llu requested bytes", (unsigned long long)(PT_CSTAT(h, lent, c3072) - lent0),
         (unsigned long long)(PT_CSTAT(h, lent_req, c3072) - lreq0));
   A_FREE(p);   /* back to its own class's list */
-  CHECK(pt_bin(h, c3072)->count == count, "a borrowed block must go back to its own class");
+  CHECK(hak__bin_count(pt_bin(h, c3072)) == count, "a borrowed block must go back to its own class");
   pt_unstarve(c2048, &st);
 
   /* aligned: no borrowing */
@@ -288,7 +288,7 @@ static void test_round_trip(void) {
     CHECK(p[i], "malloc failed");
     ((uint64_t*)p[i])[3] = i;
   }
-  uint32_t c0 = b->count;
+  uint32_t c0 = hak__bin_count(b);
   uint64_t push0 = PT_CSTAT(h, central_push, c);
   for (unsigned i = 0; i < n; i++) {
     CHECK(((uint64_t*)p[i])[3] == i, "block %u overwritten while live", i);
@@ -297,15 +297,15 @@ static void test_round_trip(void) {
   uint64_t pushed = PT_CSTAT(h, central_push, c) - push0;
   CHECK(h->aux[c].freeing && b->limit == HAK_FREEING + batch, "after %u frees: freeing %u, limit %u (want %u)", n,
         h->aux[c].freeing, b->limit, HAK_FREEING + batch);
-  CHECK(b->count >= HAK_FREEING && b->count <= HAK_FREEING + batch, "the list holds %u, want %u to %u", b->count,
+  CHECK(hak__bin_count(b) >= HAK_FREEING && hak__bin_count(b) <= HAK_FREEING + batch, "the list holds %u, want %u to %u", hak__bin_count(b),
         HAK_FREEING, HAK_FREEING + batch);
-  CHECK(c0 + n == b->count + pushed, "lost blocks: %u cached and %u freed, %u in the list, %llu pushed", c0, n,
-        b->count, (unsigned long long)pushed);
+  CHECK(c0 + n == hak__bin_count(b) + pushed, "lost blocks: %u cached and %u freed, %u in the list, %llu pushed", c0, n,
+        hak__bin_count(b), (unsigned long long)pushed);
 
   hak_layer_stats_t L0 = pt_mid_layer();
   uint64_t miss0 = PT_CSTAT(h, miss, c), ref0 = PT_CSTAT(h, refill, c), pop0 = PT_CSTAT(h, central_pop, c);
   uint64_t al0 = PT_CSTAT(h, alloc, c);
-  uint32_t local = b->count;
+  uint32_t local = hak__bin_count(b);
   for (unsigned i = 0; i < n; i++) CHECK((p[i] = A_MALLOC(4096)), "malloc failed");
   hak_layer_stats_t L1 = pt_mid_layer();
   CHECK(!h->aux[c].freeing && b->limit >= base, "the list stayed short (limit %u, base %u) after it ran empty",

@@ -22,7 +22,7 @@ static void* free_only(void* arg) {
   PoolTLSBin* b = pt_bin(h, c);
   uint64_t central0 = hak__small_cached_blocks(c);
   for (int i = 0; i < N_MID; i++) A_FREE(mid_blocks[i]);
-  uint32_t held = b->count;
+  uint32_t held = hak__bin_count(b);
   uint32_t batch = (uint32_t)((512 * 1024) / MID_SIZE) < b->base ? (uint32_t)((512 * 1024) / MID_SIZE) : b->base;
   CHECK(h->aux[c].freeing && b->limit == HAK_FREEING + batch, "a free-only thread kept its whole list (limit %u, base %u)",
         b->limit, b->base);
@@ -34,7 +34,7 @@ static void* free_only(void* arg) {
         N_MID, held);
   /* it allocates again: the list empties, and the refill gives it its limit back */
   void* p[HAK_FREEING + 512 * KiB / MID_SIZE + 1];
-  uint32_t k = b->count + 1;
+  uint32_t k = hak__bin_count(b) + 1;
   for (uint32_t i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
   CHECK(!h->aux[c].freeing && b->limit >= b->base, "the list stayed short (limit %u of base %u) after a refill",
         b->limit, b->base);

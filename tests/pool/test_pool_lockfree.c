@@ -381,7 +381,7 @@ static void* inbox_main(void* arg) {
   /* the owner's next refill drains the inbox before anything else */
   void* q[64];
   unsigned nq = 0;
-  while (b->count) CHECK(nq < 64 && (q[nq++] = A_MALLOC(IB_SIZE)), "malloc failed");
+  while (hak__bin_count(b)) CHECK(nq < 64 && (q[nq++] = A_MALLOC(IB_SIZE)), "malloc failed");
   CHECK(nq >= 5 && hak__page_owner(hak__page_of((uintptr_t)q[0])) == h->token, "%u list blocks", nq);
   for (unsigned i = 0; i < 5; i++) CHECK(hak__page_of((uintptr_t)q[i]) == pg, "list block %u from another page", i);
   remote_free(q, 0, 5);
@@ -391,7 +391,7 @@ static void* inbox_main(void* arg) {
   void* x = A_MALLOC(IB_SIZE);
   int mine = 0;
   for (unsigned i = 0; i < 5; i++) mine |= x == q[i];
-  CHECK(mine && b->count == 4 && atomic_load(box) == 0, "refill did not drain the inbox (count %u)", b->count);
+  CHECK(mine && hak__bin_count(b) == 4 && atomic_load(box) == 0, "refill did not drain the inbox (count %u)", hak__bin_count(b));
   CHECK(PT_TSTAT(h, drains) == d0 + 1 && PT_CSTAT(h, miss, c) == m0 && PT_CSTAT(h, central_pop, c) == pop0,
         "the refill went past the inbox");
   A_FREE(x);

@@ -80,14 +80,14 @@ static void check_list(void) {
   unsigned n = 400, from_list = 0, slow = 0;
   void** p = pt_map(n * sizeof(void*));
   for (unsigned i = 0; i < n; i++) {
-    uint32_t c0 = b->count;
+    uint32_t c0 = hak__bin_count(b);
     p[i] = A_MALLOC(2048);
     CHECK(p[i], "malloc failed");
     if (c0) {
-      CHECK(b->count == c0 - 1, "list count %u -> %u on a list pop", c0, b->count);
+      CHECK(hak__bin_count(b) == c0 - 1, "list count %u -> %u on a list pop", c0, hak__bin_count(b));
       from_list++;
     } else {
-      CHECK(b->count >= 1, "a refill left the list empty (count %u after the pop)", b->count);
+      CHECK(hak__bin_count(b) >= 1, "a refill left the list empty (count %u after the pop)", hak__bin_count(b));
       slow++;
     }
   }
@@ -96,12 +96,12 @@ static void check_list(void) {
   /* a refill carves half a base, or the rest of a page (32 per page) */
   CHECK(from_list * 2 >= n, "only %u of %u allocations came from the list", from_list, n);
   for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
-  CHECK(b->count >= 1 && b->count <= b->limit, "list holds %u after %u frees, limit %u", b->count, n, b->limit);
+  CHECK(hak__bin_count(b) >= 1 && hak__bin_count(b) <= b->limit, "list holds %u after %u frees, limit %u", hak__bin_count(b), n, b->limit);
   uint64_t ref0 = PT_CSTAT(h, refill, c), pop0 = PT_CSTAT(h, central_pop, c);
-  uint32_t k = b->count;
+  uint32_t k = hak__bin_count(b);
   for (unsigned i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(2048)), "malloc failed");
-  CHECK(b->count == 0 && PT_CSTAT(h, refill, c) == ref0 && PT_CSTAT(h, central_pop, c) == pop0,
-        "the list did not serve its %u blocks alone (count %u)", k, b->count);
+  CHECK(hak__bin_count(b) == 0 && PT_CSTAT(h, refill, c) == ref0 && PT_CSTAT(h, central_pop, c) == pop0,
+        "the list did not serve its %u blocks alone (count %u)", k, hak__bin_count(b));
   for (unsigned i = 0; i < k; i++) A_FREE(p[i]);
   munmap(p, n * sizeof(void*));
 }

@@ -37,15 +37,15 @@ static void check_order(void) {
   uint64_t push0 = PT_CSTAT(h, central_push, c);
   for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
   uint64_t pushed = PT_CSTAT(h, central_push, c) - push0;
-  CHECK(pushed > 0 && b->count <= b->limit, "%u frees: %llu blocks spilled, list %u of limit %u", n,
-        (unsigned long long)pushed, b->count, b->limit);
+  CHECK(pushed > 0 && hak__bin_count(b) <= b->limit, "%u frees: %llu blocks spilled, list %u of limit %u", n,
+        (unsigned long long)pushed, hak__bin_count(b), b->limit);
   uint32_t k = 0;
   for (void* q = b->head; q; q = hak__link_get(q, (int)c), k++) {
-    CHECK(k < b->count, "the list is longer than its count %u", b->count);
+    CHECK(k < hak__bin_count(b), "the list is longer than its count %u", hak__bin_count(b));
     CHECK(q == p[n - 1 - k], "list place %u holds the block freed %u-th from last, not the %u-th", k,
           (unsigned)(n - 1 - k), k);
   }
-  CHECK(k == b->count, "list length %u, count %u", k, b->count);
+  CHECK(k == hak__bin_count(b), "list length %u, count %u", k, hak__bin_count(b));
   printf("order: %u frees, %llu spilled, the list holds the newest %u in order\n", n,
          (unsigned long long)pushed, k);
   munmap(p, n * sizeof(void*));
@@ -86,8 +86,8 @@ static void check_churn(void) {
     if (step % 50000 == 0)
       for (unsigned c = 0; c < HAK_TINY_CLASSES; c++) {
         PoolTLSBin* b = pt_bin(h, c);
-        uint32_t len = list_len(b, c, b->count);
-        CHECK(len == b->count, "step %u class %u: list length %u, count %u", step, c, len, b->count);
+        uint32_t len = list_len(b, c, hak__bin_count(b));
+        CHECK(len == hak__bin_count(b), "step %u class %u: list length %u, count %u", step, c, len, hak__bin_count(b));
       }
   }
   for (unsigned i = 0; i < nlive; i++) {
