@@ -61,7 +61,7 @@ HAK_INLINE void hak__free_fast(void* p) {
     if (hak_likely(bad == 0)) {
       PoolTLSBin* b = hak__bin(h, c);
       if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
-          hak_likely(b->frees < b->fmax && HAK_CHECK_OK(b->head != p))) {
+          hak_likely(hak__bin_room(b) && HAK_CHECK_OK(b->head != p))) {
         w[0] = (uintptr_t)b->head;
         /* a separate 8-byte store: a 16-byte one would not forward to
          * the 8-byte load of the mark when the block is reused at once */

@@ -228,7 +228,7 @@ void  hak__freelist_init(hak_freelist_t* fl);
  * The list's length is not stored: each inline path would update it and
  * the class's counter, where one update each does both.  free counts up
  * frees, and a pop counts up fmax, the frees at which the list is full:
- * free's bound is frees < fmax, the count is limit - (fmax - frees), and
+ * free's bound is frees < fmax (hak__bin_room), the count is limit - (fmax - frees), and
  * the class's allocs are fmax - off.  A slow path that adds or takes
  * blocks uncounted, or moves the limit, moves fmax and off together. */
 typedef struct PoolTLSBin {
@@ -302,6 +302,11 @@ HAK_INLINE PoolTLSBin* hak__bin(hak_heap_t* h, size_t c) { return &h->bins[c]; }
 
 //! The blocks on a bin's list.
 HAK_INLINE uint32_t hak__bin_count(const PoolTLSBin* b) { return b->limit - (uint32_t)(b->fmax - b->frees); }
+
+//! Whether free may push: the count is below the limit.  Signed: a list
+//! over its limit (a refill from the inbox takes up to 15 blocks, past a
+//! Mid limit of 4) puts fmax below frees, below zero on a young heap.
+HAK_INLINE int hak__bin_room(const PoolTLSBin* b) { return (int64_t)(b->frees - b->fmax) < 0; }
 
 //! The class's allocations: every pop counts one.
 HAK_INLINE uint64_t hak__bin_allocs(const PoolTLSBin* b) { return b->fmax - b->off; }

@@ -56,7 +56,7 @@ void hak__stats_merge(hak_heap_t* h) {
     PoolTLSBin* b = hak__bin(h, c);
     uint32_t n = hak__bin_count(b);
     b->frees = 0;
-    b->fmax = b->off = (uint64_t)(b->limit - n);   /* allocs 0, count n */
+    b->fmax = b->off = (uint64_t)b->limit - n;     /* allocs 0, count n */
   }
   pthread_mutex_unlock(&stats_lock);
 }
