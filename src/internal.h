@@ -317,9 +317,9 @@ HAK_INLINE void hak__bin_fmax_move(PoolTLSBin* b, uint64_t d) {
   HAK_BUMP(b->off, d);
 }
 
-//! Another thread's read of a bin's allocs: the owner may be between
-//! moving fmax and off, so the difference can be briefly off by a move;
-//! never below zero.
+//! Another thread's read of a bin's allocs: the owner may move fmax and
+//! off between the two loads, so the difference is briefly off by what
+//! it moved (stats readers clamp their deltas); never below zero.
 HAK_INLINE uint64_t hak__bin_allocs_read(const PoolTLSBin* b) {
   int64_t a = (int64_t)(__atomic_load_n(&b->fmax, __ATOMIC_RELAXED) - __atomic_load_n(&b->off, __ATOMIC_RELAXED));
   return a < 0 ? 0 : (uint64_t)a;
@@ -339,13 +339,6 @@ HAK_INLINE void hak__bin_limit_set(PoolTLSBin* b, uint32_t lim) {
   b->limit = lim;
 }
 
-//! Thread h's counter k of class c: a small class's allocs and frees are in its bin.
-HAK_INLINE uint64_t hak__heap_cstat(hak_heap_t* h, int k, unsigned c) {
-  uint64_t v = __atomic_load_n(&h->st.c[k][c], __ATOMIC_RELAXED);
-  if (c < HAK_SMALL_CLASSES && k == HAK_CS_alloc) v += hak__bin_allocs_read(&h->bins[c]);
-  if (c < HAK_SMALL_CLASSES && k == HAK_CS_free) v += __atomic_load_n(&h->bins[c].frees, __ATOMIC_RELAXED);
-  return v;
-}
 
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */

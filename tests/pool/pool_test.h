@@ -62,8 +62,14 @@ static inline hak_heap_t* pt_heap(void) {
 }
 static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__bin(h, c); }
 
-/* This thread's own counters (plain per-thread fields). */
-#define PT_CSTAT(h, name, cls) hak__heap_cstat(h, HAK_CS_##name, cls)
+/* Thread h's counter k of class c: a small class's allocs and frees are in its bin. */
+static inline uint64_t pt_heap_cstat(hak_heap_t* h, int k, unsigned c) {
+  uint64_t v = __atomic_load_n(&h->st.c[k][c], __ATOMIC_RELAXED);
+  if (c < HAK_SMALL_CLASSES && k == HAK_CS_alloc) v += hak__bin_allocs_read(&h->bins[c]);
+  if (c < HAK_SMALL_CLASSES && k == HAK_CS_free) v += __atomic_load_n(&h->bins[c].frees, __ATOMIC_RELAXED);
+  return v;
+}
+#define PT_CSTAT(h, name, cls) pt_heap_cstat(h, HAK_CS_##name, cls)
 #define PT_TSTAT(h, name)    __atomic_load_n(&(h)->st.t[HAK_TS_##name], __ATOMIC_RELAXED)
 
 /* Every thread's counters, merged (too big for small thread stacks: static). */
