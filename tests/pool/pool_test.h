@@ -113,6 +113,10 @@ static inline void pt_starve(unsigned c, pt_stash_t* st) {
     st->n[st->k++] = n;
   }
   hak__small_page_retire(h, c);
+  /* a retired page that was partly carved waits for adoption, which comes
+   * before a borrow: carve those out too */
+  hak_page_t* pg;
+  while ((pg = hak__page_adopt(c, h)) != NULL) hak__page_retire(pg, atomic_load(&pg->carved));
 }
 static inline void pt_unstarve(unsigned c, pt_stash_t* st) {
   for (unsigned i = 0; i < st->k; i++) {
