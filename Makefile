@@ -90,7 +90,7 @@ TEST_SRCS := $(filter-out tests/fuzz/%,$(TEST_SRCS))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 tests: $(TEST_BINS)
 
-$(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/common/*.h)
+$(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/common/*.h tests/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_T) -Itests/common $< -o $@ $(LIB_A) -lm -ldl
 

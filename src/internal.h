@@ -254,7 +254,7 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
   uint32_t ncuts, cut_n;            /* cuts left; blocks between two cuts */
   uint32_t borrow_run;              /* Mid: W_MAX borrows since the last refill */
   uint32_t freeing;                 /* the thread only frees this class: the list stays short */
-  uint32_t carved_once;             /* the heap has carved this class (tiny.c bin_carve_want) */
+  uint32_t carved_once;             /* the heap has carved fresh blocks of this class (tiny.c) */
 } PoolTLSBinAux;
 
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */

@@ -114,7 +114,8 @@ static inline void pt_starve(unsigned c, pt_stash_t* st) {
   }
   hak__small_page_retire(h, c);
   /* a retired page that was partly carved waits for adoption, which comes
-   * before a borrow: carve those out too */
+   * before a borrow: carve those out too (today's callers would pass
+   * without, by the order of their steps) */
   hak_page_t* pg;
   while ((pg = hak__page_adopt(c, h)) != NULL) hak__page_retire(pg, atomic_load(&pg->carved));
 }
