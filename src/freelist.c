@@ -229,20 +229,6 @@ static pthread_mutex_t chain_grow_lock = PTHREAD_MUTEX_INITIALIZER;
 HAK_INLINE hak_chain_t* chain_next(hak_chain_t* d) { return __atomic_load_n(&d->next, __ATOMIC_RELAXED); }
 HAK_INLINE void chain_set_next(hak_chain_t* d, hak_chain_t* n) { __atomic_store_n(&d->next, n, __ATOMIC_RELAXED); }
 
-//! Pops one descriptor from a tagged stack of them.
-static hak_chain_t* cs_pop(_Atomic uint64_t* top, hak_heap_t* h) {
-  int fails = 0;
-  uint64_t old = atomic_load_explicit(top, memory_order_acquire);
-  for (;;) {
-    hak_chain_t* d = fl_ptr(old);
-    if (!d) return NULL;
-    uint64_t nw = fl_pack(chain_next(d), fl_tag(old) + 1);
-    if (atomic_compare_exchange_weak_explicit(top, &old, nw, memory_order_acquire, memory_order_acquire))
-      return d;
-    fl_retry(h, &fails);
-  }
-}
-
 //! Pops up to k descriptors (linked by next, the last one's next NULL) in
 //! one CAS, their count in *got.  The walk may read links that other
 //! threads are changing (descriptors are never unmapped); the tag, bumped
@@ -264,6 +250,12 @@ static hak_chain_t* cs_pop_batch(_Atomic uint64_t* top, unsigned k, unsigned* go
     }
     fl_retry(h, &fails);
   }
+}
+
+//! Pops one descriptor from a tagged stack of them.
+static hak_chain_t* cs_pop(_Atomic uint64_t* top, hak_heap_t* h) {
+  unsigned n;
+  return cs_pop_batch(top, 1, &n, h);
 }
 
 //! Pushes the descriptors first..last (linked by next) in one CAS.

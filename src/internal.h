@@ -228,9 +228,10 @@ void  hak__freelist_init(hak_freelist_t* fl);
  * The list's length is not stored: each inline path would update it and
  * the class's counter, where one update each does both.  free counts up
  * frees, and a pop counts up fmax, the frees at which the list is full:
- * free's bound is frees < fmax (hak__bin_room), the count is limit - (fmax - frees), and
- * the class's allocs are fmax - off.  A slow path that adds or takes
- * blocks uncounted, or moves the limit, moves fmax and off together. */
+ * free's bound is frees < fmax (hak__bin_room), the count is
+ * limit - (fmax - frees), and the class's allocs are fmax - off.  A slow
+ * path that adds or takes blocks uncounted, or moves the limit, moves fmax
+ * and off together (all mod 2^64). */
 typedef struct PoolTLSBin {
   void*    head;
   uint64_t fmax;                    /* pops, plus off */
@@ -328,7 +329,7 @@ HAK_INLINE uint64_t hak__bin_allocs_read(const PoolTLSBin* b) {
 
 //! Makes a bin's count n (its list was given or took blocks uncounted).
 HAK_INLINE void hak__bin_count_set(PoolTLSBin* b, uint32_t n) {
-  hak__bin_fmax_move(b, (uint64_t)(int64_t)((int32_t)hak__bin_count(b) - (int32_t)n));
+  hak__bin_fmax_move(b, (uint64_t)hak__bin_count(b) - n);
 }
 
 //! Takes k blocks off a bin's count (they left its list uncounted).
@@ -336,10 +337,9 @@ HAK_INLINE void hak__bin_count_sub(PoolTLSBin* b, uint32_t k) { hak__bin_fmax_mo
 
 //! Sets a bin's limit, keeping its count.
 HAK_INLINE void hak__bin_limit_set(PoolTLSBin* b, uint32_t lim) {
-  hak__bin_fmax_move(b, (uint64_t)((int64_t)lim - (int64_t)b->limit));
+  hak__bin_fmax_move(b, (uint64_t)lim - b->limit);
   b->limit = lim;
 }
-
 
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */

@@ -55,8 +55,8 @@ void hak__stats_merge(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
     uint32_t n = hak__bin_count(b);
-    b->frees = 0;
-    b->fmax = b->off = (uint64_t)b->limit - n;     /* allocs 0, count n */
+    b->frees = b->fmax = b->off = 0;             /* allocs 0, then the count back */
+    hak__bin_count_set(b, n);
   }
   pthread_mutex_unlock(&stats_lock);
 }

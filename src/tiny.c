@@ -63,6 +63,12 @@ void* hak__bin_pop(PoolTLSBin* b, unsigned cls) {
   return p;
 }
 
+//! Forgets a list's noted tail and cuts (its bottom or its places moved).
+static void bin_forget_cuts(PoolTLSBinAux* x) {
+  x->tail = NULL;
+  x->ncuts = 0;
+}
+
 void hak__bin_reset(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
@@ -71,8 +77,7 @@ void hak__bin_reset(hak_heap_t* h) {
     h->aux[c].freeing = 0;
     h->aux[c].borrow_run = 0;
     h->aux[c].alloc_at_spill = 0;      /* the counters start again from zero (stats merge) */
-    h->aux[c].tail = NULL;
-    h->aux[c].ncuts = 0;              /* carved_once stays: bin_carve_want */
+    bin_forget_cuts(&h->aux[c]);       /* carved_once stays: bin_carve_want */
   }
 }
 
@@ -266,8 +271,7 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
     bin_spill_oldest(h, cls, b, allocs, n);
     return;
   }
-  x->tail = NULL;                                /* the top goes: places from the top move */
-  x->ncuts = 0;
+  bin_forget_cuts(x);                            /* the top goes: places from the top move */
   void* first = b->head;
   void* last = hak__link_nth(first, n, (int)cls, &b->head);
   hak__bin_count_sub(b, n);
@@ -295,8 +299,7 @@ void hak__bin_flush(hak_heap_t* h) {
     void* first = b->head;
     b->head = NULL;
     hak__bin_count_set(b, 0);
-    h->aux[c].tail = NULL;
-    h->aux[c].ncuts = 0;
+    bin_forget_cuts(&h->aux[c]);
     hak__small_central_push(h, c, first, last, n);
   }
 }
