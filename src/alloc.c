@@ -188,7 +188,7 @@ HAK_INLINE size_t usable_quick(const void* p) {
     size_t c = t->cls;
     /* the header page and free pages carry the sentinel; others a class */
     if (atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
-        !hak__is_block_start_cls((unsigned)c, a))
+        !hak__div_is_start(hak__class_div[c], a, t->ccolor))
       return 0;
     return hak__class_size[c];
   }
@@ -265,7 +265,10 @@ void* hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n) {
     int c = small_aligned_class(n, align);
     if (c >= 0) {
       hak_heap_t* g = h ? h : hak__global_heap_lock();
-      void* p = !g ? NULL : hak__bin_alloc_slow(g, (unsigned)c, n, 0);
+      /* colours are multiples of 64 (classes.c): every block of a class
+       * whose size align divides is aligned up to 64, beyond only some */
+      void* p = !g ? NULL : align <= 64 ? hak__bin_alloc_slow(g, (unsigned)c, n, 0)
+                                        : hak__bin_alloc_aligned(g, (unsigned)c, n, align);
       if (!h) hak__global_heap_unlock();
       return p;
     }

@@ -5,12 +5,15 @@
  * Large: four per doubling from 64 KiB to 1 MiB. */
 #include "internal.h"
 
-const uint32_t hak__class_size[HAK_SMALL_CLASSES] = {
-  16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224,
-  256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536,
-  1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240,
-  12288, 14336, 16384, 20480, 24576, 28672, 32768, 40960, 53248
-};
+/* every small class, once: the tables below are made from it */
+#define ALL(X) X(16), X(32), X(48), X(64), X(80), X(96), X(112), X(128), X(160), X(192), \
+  X(224), X(256), X(320), X(384), X(448), X(512), X(640), X(768), X(896), X(1024), X(1280), \
+  X(1536), X(1792), X(2048), X(2560), X(3072), X(3584), X(4096), X(5120), X(6144), X(7168), \
+  X(8192), X(10240), X(12288), X(14336), X(16384), X(20480), X(24576), X(28672), X(32768), \
+  X(40960), X(53248)
+#define SIZE(d) d
+const uint32_t hak__class_size[HAK_SMALL_CLASSES] = {ALL(SIZE)};
+#undef SIZE
 
 /* Tiny class of n, indexed by (n + 15) >> 4 */
 const uint8_t hak__tiny_class_of[(HAK_TINY_MAX >> 4) + 1] = {
@@ -50,18 +53,44 @@ void hak__classes_init(void) {
   }
 }
 
-/* The block-start check's constants (see hak__is_block_start_cls): offsets
- * in a page and class sizes are below 2^16, which the 32-bit form needs */
+/* Cache colours.  Every page of a class would put its blocks at the same
+ * offsets, and the L1 (4 KiB apart) and L2 (64 KiB apart) sets an offset
+ * maps to would hold the first lines of every block of the class: a 2 KiB
+ * class's blocks start in 1 set of 32, a 4 KiB class's in 1 of 64, and
+ * their first lines (free's link and mark, malloc's pop) missed the L2 far
+ * more than the data's size asks (larson Mid ran 1.4x slower).  So each
+ * page starts its first block at one of COLORS(d) line offsets, taken in
+ * turn (segment.c, page_init_class): a class of d >= 128 B spreads over
+ * min(d, 4 KiB) - 64 bytes of offsets, in the page's slack past its last
+ * block; a class with too little slack and at least 4 blocks per page
+ * gives up the blocks that make room (a 1 KiB page holds 63, a 16 KiB page
+ * 3).  Classes of fewer blocks (32 KiB) are not coloured. */
+#define PG HAK_PAGE_SIZE
+#define WANT(d) ((d) < 128 ? 0u : ((d) < 4096 ? (d) : 4096u) - 64u)
+#define CAP0(d) ((uint32_t)(PG / (d)))
+#define CAP(d) (PG - CAP0(d) * (d) < WANT(d) && CAP0(d) >= 4 ? (uint32_t)((PG - WANT(d)) / (d)) : CAP0(d))
+#define SLACK(d) ((uint32_t)(PG - CAP(d) * (d)))
+#define COLORS(d) ((SLACK(d) < WANT(d) ? SLACK(d) : WANT(d)) / 64 + 1)
+const uint16_t hak__class_cap[HAK_SMALL_CLASSES] = {ALL(CAP)};
+const uint16_t hak__class_colors[HAK_SMALL_CLASSES] = {ALL(COLORS)};
+
+/* The block-start check's constants (see hak__div_is_start): offsets in a
+ * page and class sizes are below 2^16, which the 32-bit form needs.  c is
+ * floor(2^32 / d) + 1 for powers of two too, so that e = c * d mod 2^32 is
+ * not 0 and the compare rejects the tail a coloured page leaves. */
 _Static_assert(HAK_PAGE_SIZE <= 65536 && HAK_MID_MAX < 65536, "offsets and classes fit 16 bits");
-#define DIV(d) {UINT32_MAX / (d) + 1, (uint32_t)((HAK_PAGE_SIZE / (d) - 1) * (uint32_t)((UINT32_MAX / (d) + 1) * (d)))}
-const hak_div_t hak__class_div[HAK_SMALL_CLASSES] = {
-  DIV(16), DIV(32), DIV(48), DIV(64), DIV(80), DIV(96), DIV(112), DIV(128), DIV(160), DIV(192),
-  DIV(224), DIV(256), DIV(320), DIV(384), DIV(448), DIV(512), DIV(640), DIV(768), DIV(896),
-  DIV(1024), DIV(1280), DIV(1536), DIV(1792), DIV(2048), DIV(2560), DIV(3072), DIV(3584),
-  DIV(4096), DIV(5120), DIV(6144), DIV(7168), DIV(8192), DIV(10240), DIV(12288), DIV(14336),
-  DIV(16384), DIV(20480), DIV(24576), DIV(28672), DIV(32768), DIV(40960), DIV(53248)
-};
+#define DIVC(d) ((uint32_t)((1ull << 32) / (d) + 1))
+#define DIV(d) {DIVC(d), (CAP(d) - 1) * (uint32_t)(DIVC(d) * (d))}
+const hak_div_t hak__class_div[HAK_SMALL_CLASSES] = {ALL(DIV)};
 #undef DIV
+#undef DIVC
+#undef ALL
+#undef COLORS
+#undef SLACK
+#undef CAP
+#undef CAP0
+#undef WANT
+#undef PG
 
 const uint32_t hak__large_size[HAK_LARGE_CLASSES] = {
   65536, 81920, 98304, 114688, 131072, 163840, 196608, 229376, 262144,

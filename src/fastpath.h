@@ -60,7 +60,7 @@ HAK_INLINE void hak__free_fast(void* p) {
     size_t c = t->cls;
     if (hak_likely(bad == 0)) {
       PoolTLSBin* b = hak__bin(h, c);
-      if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a))) &&
+      if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a, t->ccolor))) &&
           hak_likely(hak__bin_room(b) && HAK_CHECK_OK(b->head != p))) {
         w[0] = (uintptr_t)b->head;
         /* a separate 8-byte store: a 16-byte one would not forward to

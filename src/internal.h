@@ -87,12 +87,14 @@ typedef struct hak_page {
   uint64_t orphan_ns;          /* when its thread exited and left it (hak__page_orphan) */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
-  uint64_t _pad2;
+  uint32_t color;              /* byte offset of the first block: its cache colour */
+  uint32_t ccolor;             /* color * the class's check constant (hak__div_is_start) */
 } hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
 typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
   _Atomic uintptr_t owner;      /* the owner's token; HAK_TOKEN_SENTINEL while the page is free */
-  uintptr_t cls;                /* the page's class */
+  uint32_t cls;                 /* the page's class */
+  uint32_t ccolor;              /* the page's hak_page_t.ccolor */
 } hak_ptag_t;
 
 typedef struct hak_segment {
@@ -136,40 +138,42 @@ HAK_INLINE uintptr_t hak__page_start(const hak_page_t* pg) {
   hak_segment_t* s = hak__seg_of((uintptr_t)pg);
   return (uintptr_t)s + ((uintptr_t)(pg - s->pages) << HAK_PAGE_SHIFT);
 }
+//! A page's first block: the page start plus its colour.
+HAK_INLINE uintptr_t hak__page_first(const hak_page_t* pg) { return hak__page_start(pg) + pg->color; }
 HAK_INLINE int hak__seg_kind(uintptr_t a) {
   uintptr_t i = a >> HAK_SEG_SHIFT;
   /* relaxed: a plain load, but the map is written while other threads read it */
   return i < HAK_SEGMAP_N ? __atomic_load_n(&hak__segmap[i], __ATOMIC_RELAXED) : HAK_SEG_NONE;
 }
 /* 1 if a is the start of a block of class cls (not an interior pointer).
- * With c = ceil(2^32 / d) and off < 2^16, d < 2^16, off * c mod 2^32 is
- * below c exactly when d divides off (Lemire, Kaser and Kurz, 2019); for
- * off = q * d it is q * e, e = c * d mod 2^32 < d, so one compare with
- * (capacity - 1) * e also rejects the tail past the last block (e = 0 for
- * a power of two, whose pages have no tail).  One 32-bit multiply; the
- * constants are per class (classes.c), and each heap bin keeps a copy next
- * to its head, so the inline free loads no table. */
+ * With c = floor(2^32 / d) + 1 and off < 2^16, d < 2^16, off * c mod 2^32
+ * is below c exactly when d divides off (Lemire, Kaser and Kurz, 2019); for
+ * off = q * d it is q * e, e = c * d mod 2^32, 0 < e <= d, so one compare
+ * with (capacity - 1) * e also rejects the tail past the last block.  A
+ * page's blocks start at its colour (hak__page_first): the check subtracts
+ * cc = colour * c, kept in the page's tag (an offset before the first block
+ * wraps to at least 2^32 / d - d, above every lim).  One 32-bit multiply;
+ * the constants are per class (classes.c), and each heap bin keeps a copy
+ * next to its head, so the inline free loads no table. */
 typedef struct { uint32_t c, lim; } hak_div_t;
 extern const hak_div_t hak__class_div[HAK_SMALL_CLASSES];
-HAK_INLINE int hak__div_is_start(hak_div_t d, uintptr_t a) {
+extern const uint16_t hak__class_cap[HAK_SMALL_CLASSES];     /* blocks per page */
+extern const uint16_t hak__class_colors[HAK_SMALL_CLASSES];  /* first-block offsets a page may take */
+HAK_INLINE int hak__div_is_start(hak_div_t d, uintptr_t a, uint32_t cc) {
   uint32_t off = (uint32_t)(a & (HAK_PAGE_SIZE - 1));
-  return (uint32_t)(off * d.c) <= d.lim;
-}
-HAK_INLINE int hak__is_block_start_cls(unsigned cls, uintptr_t a) {
-  return hak__div_is_start(hak__class_div[cls], a);
+  return (uint32_t)(off * d.c - cc) <= d.lim;
 }
 HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
-  return hak__is_block_start_cls(pg->cls, a);
+  return hak__div_is_start(hak__class_div[pg->cls], a, pg->ccolor);
 }
 
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
-hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner);
+hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner, int color);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
 void        hak__page_retire(hak_page_t* pg, uint32_t carved);  /* carved out: ownerless, FULL */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
 void        hak__page_orphans_age(unsigned cls, uint64_t before);  /* orphans left before: retired */
-void        hak__page_init_class(hak_page_t* pg, unsigned cls);
 /* exact division by d = m * 2^k: *mul = inverse of m mod 2^32, *shift = k */
 void        hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift);
 void        hak__segment_fork_child(void);
@@ -396,6 +400,7 @@ uint64_t hak__small_pages_released(void);     /* pages given back by scavenges, 
 /* the per-thread lists of every small class (tiny.c); borrow: a larger
  * Mid class may serve req (not for aligned requests) */
 void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
+void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align);   /* align > 64 */
 void  hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__bin_flush(hak_heap_t* h);
 void  hak__bin_setup(hak_heap_t* h);

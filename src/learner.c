@@ -307,7 +307,7 @@ static void learn_publish(unsigned i, uint32_t old, uint32_t cap, uint64_t drawn
   atomic_store_explicit(&learn_changes[i], L.cls[i].changes, memory_order_relaxed);
   if (cap >= old || hak__opt.keep) return;
   if (i < HAK_SMALL_CLASSES) {
-    uint64_t bpp = HAK_PAGE_SIZE / hak__class_size[i];
+    uint64_t bpp = hak__class_cap[i];
     uint64_t keep = cap + (drawn_blocks + bpp - 1) / bpp;
     hak__small_scavenge(i, (uint32_t)(keep < 0x7fffffff ? keep : 0x7fffffff), 0);
   } else {
@@ -332,7 +332,7 @@ static void learn_window(uint64_t now) {
     uint64_t m = learn_sub(c->c[HAK_CS_miss][i], p->c[HAK_CS_miss][i]);
     uint64_t size = hak__ace_class_size(i);
     int layer = learn_layer(i);
-    if (layer != HAK_LAYER_LARGE) m *= HAK_PAGE_SIZE / size;    /* a fresh page serves bpp blocks */
+    if (layer != HAK_LAYER_LARGE) m *= hak__class_cap[i];    /* a fresh page serves bpp blocks */
     hak_learn_class_t* s = &L.cls[i];
     /* the window's most live blocks, not only its last: a burst that rose
      * and fell within the window is growth, not misses */
@@ -340,7 +340,7 @@ static void learn_window(uint64_t now) {
     if (learn_win_live[i] > live) live = learn_win_live[i];
     learn_win_live[i] = 0;
     uint64_t drawn = learn_sub(c->c[HAK_CS_central_pop][i], p->c[HAK_CS_central_pop][i]);
-    uint64_t unit = layer == HAK_LAYER_LARGE ? 1 : HAK_PAGE_SIZE / size;   /* blocks per CAP unit */
+    uint64_t unit = layer == HAK_LAYER_LARGE ? 1 : hak__class_cap[i];   /* blocks per CAP unit */
     hak_learn_window_t w = {a, hak__learner_avoidable(m, a, live, &s->peak_live), 0, (drawn + unit - 1) / unit};
     w.miss_units = (w.misses + unit - 1) / unit;
     uint32_t old = s->cap;

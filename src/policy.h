@@ -23,4 +23,5 @@ void* hak__small_central_pop(struct hak_heap* h, unsigned cls, uint32_t max, uin
 void* hak__drain_remote_lockfree(struct hak_heap* h, unsigned cls, uint32_t* got);
 /* fresh: may take fresh pages when the active ones are used up */
 uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int fresh);
+uintptr_t hak__small_carve_aligned(struct hak_heap* h, unsigned cls, size_t align);  /* align > 64 */
 #endif

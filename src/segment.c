@@ -94,19 +94,28 @@ void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {
   *shift = (uint8_t)k;
 }
 
-//! Sets a page's block geometry and its packed class (what free reads).
-void hak__page_init_class(hak_page_t* pg, unsigned cls) {
+static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
+
+//! Sets a page's block geometry, its colour (color < 0: the class's next,
+//! in turn; classes.c) and its packed class (what free reads).
+static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   uint32_t d = hak__class_size[cls];
+  if (color < 0)
+    color = (int)(atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed) % hak__class_colors[cls] * 64);
   pg->block_size = d;
   pg->cls = (uint16_t)cls;
-  pg->capacity = (uint32_t)(HAK_PAGE_SIZE / d);
+  pg->capacity = hak__class_cap[cls];
+  pg->color = (uint32_t)color;
+  pg->ccolor = pg->color * hak__class_div[cls].c;
   pg->scav_gen = 0;
-  hak_segment_t* s = hak__seg_of((uintptr_t)pg);
-  hak__ptag_of(s, hak__page_start(pg))->cls = cls;
+  hak_ptag_t* t = hak__ptag_of(hak__seg_of((uintptr_t)pg), hak__page_start(pg));
+  t->cls = cls;
+  t->ccolor = pg->ccolor;
 }
 
-//! Takes a free page for class cls, owned by owner.
-hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
+//! Takes a free page for class cls, owned by owner, of colour color (a
+//! multiple of 64 the class allows), or of the class's next if color < 0.
+hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
   pthread_mutex_lock(&seg_lock);
   hak_segment_t* s = seg_avail;
   /* a failed mapping trims, which may have freed pages meanwhile */
@@ -124,7 +133,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner) {
   }
   pthread_mutex_unlock(&seg_lock);
   hak_page_t* pg = &s->pages[i];
-  hak__page_init_class(pg, cls);
+  page_init_class(pg, cls, color);
   hak__page_set_owner(pg, owner->token);
   pg->committed = 1;
   atomic_store_explicit(&pg->carved, 0, memory_order_relaxed);

@@ -31,7 +31,7 @@ void hak__small_fork_child(void) {
 #endif
 }
 
-static inline uint32_t small_bpp(unsigned cls) { return (uint32_t)(HAK_PAGE_SIZE / hak__class_size[cls]); }
+static inline uint32_t small_bpp(unsigned cls) { return hak__class_cap[cls]; }
 
 uint64_t hak__small_cached_blocks(unsigned cls) {
   int64_t n = 0;
@@ -205,7 +205,7 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
 static void small_slot_retire(PoolTLSPage* s, int orphan) {
   hak_page_t* pg = s->page;
   if (!pg) return;
-  uintptr_t start = hak__page_start(pg);
+  uintptr_t start = hak__page_first(pg);
   uint32_t carved = (uint32_t)((s->bump - start) / pg->block_size);
   s->page = NULL;
   s->bump = s->end = 0;
@@ -220,7 +220,7 @@ void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
 
 //! Points an empty slot at pg, resuming after its first `from` blocks.
 static void small_slot_fill(PoolTLSPage* s, hak_page_t* pg, uint32_t from) {
-  uintptr_t start = hak__page_start(pg);
+  uintptr_t start = hak__page_first(pg);
   s->page = pg;
   s->bump = start + (uintptr_t)from * pg->block_size;
   s->end = start + (uintptr_t)pg->capacity * pg->block_size;
@@ -254,7 +254,7 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
     PoolTLSPage* s = &h->pages[cls][i];
     if (s->page && s->bump < s->end) continue;
     small_slot_retire(s, 0);
-    hak_page_t* pg = hak__page_acquire(cls, h);
+    hak_page_t* pg = hak__page_acquire(cls, h, -1);
     if (!pg) break;
     small_slot_fill(s, pg, 0);
     got++;
@@ -290,6 +290,38 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
   }
   *got = 0;
   return 0;
+}
+
+//! One block aligned to align (a power of two above 64, dividing the class
+//! size), or 0.  Colours are multiples of 64 (classes.c): a page's blocks
+//! are all so aligned or none are, as its colour is.  From an active page
+//! that has them, else from a fresh page of colour 0 in a free slot (or in
+//! place of slot 0, which is left for adoption).
+uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
+  PoolTLSPage* s = NULL;
+  for (int i = 0; i < HAK_TLS_PAGES && !s; i++) {
+    PoolTLSPage* t = &h->pages[cls][i];
+    if (t->page && t->bump < t->end && (t->bump & (align - 1)) == 0) s = t;
+  }
+  if (!s) {
+    s = &h->pages[cls][0];
+    for (int i = 0; i < HAK_TLS_PAGES; i++) {
+      PoolTLSPage* t = &h->pages[cls][i];
+      if (!t->page || t->bump >= t->end) { s = t; break; }
+    }
+    small_slot_retire(s, 1);
+    hak_page_t* pg = hak__page_acquire(cls, h, 0);
+    if (!pg) return 0;
+    small_slot_fill(s, pg, 0);
+    hak__maintenance_tick();
+    HAK_CSTAT(h, cls, refill, 1);
+    HAK_CSTAT(h, cls, refill_pages, 1);
+    HAK_CSTAT(h, cls, miss, 1);
+  }
+  uintptr_t p = s->bump;
+  s->bump += s->page->block_size;
+  if (s->bump >= s->end) small_slot_retire(s, 0);
+  return p;
 }
 
 /* ---- scavenger ---------------------------------------------------------- */

@@ -161,6 +161,25 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   return p;
 }
 
+//! A block of class cls aligned to align, a power of two above 64 that
+//! divides the class size: the list's top if it is one (an aligned block
+//! freed and asked for again), else a block carved from a page whose colour
+//! gives aligned blocks (hak__small_carve_aligned).
+void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align) {
+  PoolTLSBin* b = hak__bin(h, cls);
+  void* p;
+  if (b->head && ((uintptr_t)b->head & (align - 1)) == 0) {
+    p = hak__bin_pop(b, cls);
+  } else {
+    p = (void*)hak__small_carve_aligned(h, cls, align);
+    if (!p) { errno = ENOMEM; return NULL; }
+    b->off--;                            /* an alloc the list did not count: allocs = fmax - off */
+  }
+  HAK_CSTAT(h, cls, req_bytes, req);
+  HAK_CSTAT(h, cls, req_n, 1);
+  return p;
+}
+
 //! The blocks a free-only list gathers before it spills them: a base, and
 //! at most 512 KiB (a consumer's lists of every Mid class add up).
 static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {

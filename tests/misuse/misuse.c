@@ -134,6 +134,36 @@ static void c_interior_aligned(mcase_t* c) {
   free(L(p + 16));
 }
 
+/* A 2 KiB block on a page whose colour (its first block's offset) is at
+ * least 64: pages take the colours in turn, so a few pages find one. */
+static char* coloured_block(void) {
+  for (int i = 0; i < 200; i++) {
+    char* p = malloc(2000);
+    CHECK(p, "malloc");
+    if (((uintptr_t)p & 0xffff) % 2048 >= 64) return p;
+  }
+  CHECK(0, "no page of the 2 KiB class has a colour");
+  return NULL;
+}
+/* before a coloured page's first block: 16-aligned, inside the page */
+static void c_colour_gap(mcase_t* c) {
+  char* p = coloured_block();
+  uintptr_t page = (uintptr_t)p & ~(uintptr_t)0xffff;
+  char* q = (char*)(page + ((uintptr_t)p & 0xffff) % 2048 - 32);
+  announce(c, q);
+  free(L(q));
+}
+/* where block 32 would start: past the last of the page's 31 (the 2 KiB
+ * class gives one up to make room for the colours) */
+static void c_colour_tail(mcase_t* c) {
+  char* p = coloured_block();
+  uintptr_t page = (uintptr_t)p & ~(uintptr_t)0xffff;
+  uintptr_t first = page + ((uintptr_t)p & 0xffff) % 2048;
+  char* q = (char*)(first + 31 * 2048);
+  announce(c, q);
+  free(L(q));
+}
+
 #define INV {"invalid", NULL, NULL}
 #define DBL {"double free", NULL, NULL}
 #define DBL_OR_INV {"double free", "invalid", NULL}
@@ -162,6 +192,8 @@ static mcase_t cases[] = {
     {"interior free large", c_interior_free, 200000, INT, ""},
     {"interior free huge", c_interior_free, 3 << 20, INT, ""},
     {"interior free of memalign(4096) block", c_interior_aligned, 100, INT, ""},
+    {"free in a page's colour gap", c_colour_gap, 2000, INT, ""},
+    {"free past a coloured page's last block", c_colour_tail, 2000, INT, ""},
     {"interior realloc tiny", c_interior_realloc, 200, INT, ""},
     {"interior realloc mid", c_interior_realloc, 30000, INT, ""},
     {"interior realloc large", c_interior_realloc, 500000, INT, ""},

@@ -36,16 +36,27 @@ static void test_classes(void) {
 }
 
 //! The block-start check's per-class constants (classes.c, made by a macro
-//! from the class sizes) agree with them: exhaustively, for every small class and
-//! every offset in a page, exactly the block starts pass; and a heap's bins
-//! hold the same constants.
+//! from the class sizes) agree with them: exhaustively, for every small
+//! class, every colour a page of it may take, and every offset in a page,
+//! exactly the block starts pass (none in the colour's gap before the first
+//! block, none in the tail past the last); a page's blocks fit in it; and
+//! a heap's bins hold the same constants.
 static void test_block_starts(void) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-    uint32_t d = hak__class_size[c], cap = (uint32_t)(HAK_PAGE_SIZE / d);
-    for (uint32_t off = 0; off < HAK_PAGE_SIZE; off++) {
-      int want = off % d == 0 && off / d < cap;
-      CHECK(hak__is_block_start_cls(c, off) == want, "class %u (%u B), offset %u: block start %d, expected %d",
-            c, d, off, hak__is_block_start_cls(c, off), want);
+    uint32_t d = hak__class_size[c], cap = hak__class_cap[c], ncol = hak__class_colors[c];
+    CHECK(cap >= 1 && cap <= HAK_PAGE_SIZE / d, "class %u (%u B): %u blocks per page", c, d, cap);
+    CHECK(ncol >= 1 && (ncol - 1) * 64 + cap * d <= HAK_PAGE_SIZE, "class %u (%u B): %u colours overflow the page",
+          c, d, ncol);
+    for (uint32_t k = 0; k < ncol; k++) {
+      uint32_t color = k * 64, cc = color * hak__class_div[c].c;
+      for (uint32_t off = 0; off < HAK_PAGE_SIZE; off++) {
+        int want = off >= color && (off - color) % d == 0 && (off - color) / d < cap;
+        int got = hak__div_is_start(hak__class_div[c], off, cc);
+        if (got != want) {
+          CHECK(0, "class %u (%u B), colour %u, offset %u: block start %d, expected %d", c, d, color, off, got, want);
+          break;
+        }
+      }
     }
   }
   /* the inline free checks with its bin's copy of the constants, and the
@@ -258,7 +269,7 @@ static void test_fresh_misses(void) {
   INFO("40 x 12288 fresh: misses %llu refills %llu pages %llu", (unsigned long long)dm, (unsigned long long)dr,
        (unsigned long long)dp);
   CHECK(hak__small_cached_blocks(cf) == 0, "class 12288 has cached blocks: not fresh");
-  CHECK(dp >= 40 / (HAK_PAGE_SIZE / 12288) && dr >= 1 && dm == dp, "fresh class: misses %llu refills %llu pages %llu",
+  CHECK(dp >= 40 / hak__class_cap[cf] && dr >= 1 && dm == dp, "fresh class: misses %llu refills %llu pages %llu",
         (unsigned long long)dm, (unsigned long long)dr, (unsigned long long)dp);
   CHECK(L1.misses - L0.misses == dm, "layer misses +%llu, class misses +%llu", L1.misses - L0.misses,
         (unsigned long long)dm);

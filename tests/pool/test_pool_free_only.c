@@ -76,7 +76,7 @@ static void* adopter(void* arg) {
   (void)arg;
   hak_page_t* pg = hak__page_of((uintptr_t)orphan_block);
   uint32_t carved = atomic_load(&pg->carved);
-  uintptr_t from = hak__page_start(pg) + (uintptr_t)carved * pg->block_size;
+  uintptr_t from = hak__page_first(pg) + (uintptr_t)carved * pg->block_size;
   uint32_t n = 2 * pg->capacity;
   void** p = A_MALLOC(n * sizeof *p);
   CHECK(p, "malloc");

@@ -17,7 +17,7 @@ static void check_batches(int batch) {
   hak_heap_t* h = pt_heap();
   unsigned c = pt_cls(8192);
   CHECK(hak__policy_cap(c) == CAP, "CAP of class 8192 is %u, expected %d", hak__policy_cap(c), CAP);
-  unsigned bpp = (unsigned)(HAK_PAGE_SIZE / 8192);
+  unsigned bpp = hak__class_cap[c];
   unsigned n = (CAP + 4 * batch + 8) * bpp;
   void** p = pt_map(n * sizeof(void*));
   unsigned under = 0, over = 0, between = 0, between_single = 0;

@@ -1,0 +1,87 @@
+/* Cache colours (classes.c): the pages of a class start their first block
+ * at different multiples of 64 bytes, so the first lines of its blocks
+ * spread over the L1 and L2 sets instead of piling into a few.  Checks, for
+ * classes with and without slack: the pages seen take many colours, each
+ * page's blocks sit at its colour plus whole blocks and end inside the
+ * page, and blocks keep 16-byte alignment.  Aligned allocation above 64
+ * bytes, which colours would break for the classes it uses, still returns
+ * aligned blocks that hakmem serves, and an aligned alloc/free loop reuses
+ * its block instead of taking a page each time. */
+#define _GNU_SOURCE
+#include "pool_test.h"
+#include <malloc.h>
+
+#define NPAGES 40
+
+static void check_class(size_t n) {
+  unsigned c = (unsigned)hak__small_class(n);
+  uint32_t d = hak__class_size[c], cap = hak__class_cap[c], ncol = hak__class_colors[c];
+  size_t nb = (size_t)NPAGES * cap;
+  void** p = pt_map(nb * sizeof(void*));
+  uint8_t seen[64] = {0};      /* colours by line */
+  uint64_t l1 = 0;             /* L1 sets (4 KiB period) of first lines */
+  unsigned colours = 0;
+  for (size_t i = 0; i < nb; i++) {
+    CHECK((p[i] = A_MALLOC(n)) != NULL, "malloc(%zu)", n);
+    uintptr_t a = (uintptr_t)p[i];
+    hak_page_t* pg = hak__page_of(a);
+    CHECK(hak__seg_kind(a) == HAK_SEG_SMALL && pg->cls == c, "%p: not a block of class %u", p[i], c);
+    uintptr_t off = a - hak__page_start(pg);
+    CHECK(a % 16 == 0 && off >= pg->color && (off - pg->color) % d == 0 && (off - pg->color) / d < cap &&
+              off + d <= HAK_PAGE_SIZE,
+          "%p: offset %zu in its page, colour %u, class %u B x %u", p[i], (size_t)off, pg->color, d, cap);
+    CHECK(pg->color % 64 == 0 && pg->color / 64 < ncol, "colour %u of %u", pg->color, ncol);
+    if (!seen[pg->color / 64 % 64]) { seen[pg->color / 64 % 64] = 1; colours++; }
+    l1 |= 1ull << ((a >> 6) & 63);
+  }
+  unsigned want = ncol < 16 ? ncol : 16, sets = (unsigned)__builtin_popcountll(l1);
+  INFO("class %u B: %u blocks a page, %u colours, %u seen on %d pages; first lines in %u of 64 L1 sets", d, cap,
+       ncol, colours, NPAGES, sets);
+  CHECK(colours >= want, "class %u B: %u colours on %d pages, expected at least %u", d, colours, NPAGES, want);
+  if (d >= 1024) CHECK(sets >= 16, "class %u B: first lines in only %u of 64 L1 sets", d, sets);
+  for (size_t i = 0; i < nb; i++) A_FREE(p[i]);
+  munmap(p, nb * sizeof(void*));
+}
+
+static void test_colours(void) {
+  static const size_t sizes[] = {200, 500, 1000, 2000, 4000, 8000, 14000, 16000, 50000};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) check_class(sizes[i]);
+}
+
+static void test_aligned(void) {
+  for (size_t align = 32; align <= 32768; align *= 2) {
+    for (size_t n = align / 2; n <= 3 * align && n <= HAK_MID_MAX; n += align / 2) {
+      void* q[70];
+      for (int i = 0; i < 70; i++) {
+        q[i] = A_MEMALIGN(align, n);
+        CHECK(q[i] && (uintptr_t)q[i] % align == 0 && A_OWNS(q[i]) && A_USABLE(q[i]) >= n,
+              "memalign(%zu, %zu) = %p", align, n, q[i]);
+        memset(q[i], 0x5a, n);
+      }
+      for (int i = 0; i < 70; i++) A_FREE(q[i]);
+    }
+  }
+  /* an aligned alloc and free in a loop: the freed block is the list's top
+   * and serves the next call, so no page is taken per call */
+  unsigned c = (unsigned)hak__small_class(4096);
+  uint64_t in0 = hak__small_pages_in_use(c);
+  for (int i = 0; i < 100000; i++) {
+    void* q = A_MEMALIGN(4096, 4096);
+    CHECK(q && (uintptr_t)q % 4096 == 0, "memalign(4096, 4096) = %p", q);
+    A_FREE(q);
+  }
+  uint64_t in1 = hak__small_pages_in_use(c);
+  INFO("100000 memalign(4096, 4096) and frees: pages of the class in use %llu -> %llu", (unsigned long long)in0,
+       (unsigned long long)in1);
+  CHECK(in1 <= in0 + 2, "an aligned alloc/free loop took %llu pages", (unsigned long long)(in1 - in0));
+}
+
+int main(void) {
+  hk_begin("pool/test_pool_colour", 120);
+  hak__opt.keep = 1;
+  pt_heap();
+  HK_STEP(test_colours());
+  HK_STEP(test_aligned());
+  printf("pool/test_pool_colour: ok\n");
+  return 0;
+}
