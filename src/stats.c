@@ -83,7 +83,7 @@ static int stats_layer_of(int c) {
 static void stats_gauges(hak_stats_t* out) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     hak_layer_stats_t* L = &out->layer[stats_layer_of((int)c)];
-    uint32_t bpp = (uint32_t)((HAK_PAGE_SIZE) / hak__class_size[c]);
+    uint32_t bpp = hak__class_cap[c];            /* blocks a page holds (colours: classes.c) */
     L->pages_in_use += hak__small_pages_in_use(c);
     L->pages_cached += hak__small_cached_blocks(c) / (bpp ? bpp : 1);
   }

@@ -161,19 +161,37 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   return p;
 }
 
+#define BIN_ALIGNED_SCAN 32   /* list blocks an aligned request looks at */
+
 //! A block of class cls aligned to align, a power of two above 64 that
-//! divides the class size: the list's top if it is one (an aligned block
-//! freed and asked for again), else a block carved from a page whose colour
-//! gives aligned blocks (hak__small_carve_aligned).
+//! divides the class size: an aligned one among the list's first blocks
+//! (one freed and asked for again), else a block carved from a page whose
+//! colour gives aligned blocks (hak__small_carve_aligned).
 void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align) {
   PoolTLSBin* b = hak__bin(h, cls);
-  void* p;
-  if (b->head && ((uintptr_t)b->head & (align - 1)) == 0) {
-    p = hak__bin_pop(b, cls);
+  void* p = b->head;
+  void* prev = NULL;
+  /* the list's first blocks: an aligned block freed before an unaligned
+   * one (free(p); free(q)) is not the top, and carving past it each time
+   * grows without bound (Tiny spills its oldest, so it is never reused) */
+  for (int i = 0; p && ((uintptr_t)p & (align - 1)) && i < BIN_ALIGNED_SCAN; i++) {
+    prev = p;
+    p = hak__link_get(p, (int)cls);
+  }
+  if (p && ((uintptr_t)p & (align - 1)) == 0) {
+    if (!prev) {
+      p = hak__bin_pop(b, cls);
+    } else {
+      void* next = hak__link_get(p, (int)cls);
+      hak__take(p);
+      hak__link_set(prev, next);
+      HAK_BUMP(b->fmax, 1);                /* the alloc, as a pop counts it */
+      bin_forget_cuts(&h->aux[cls]);       /* places below prev moved */
+    }
   } else {
     p = (void*)hak__small_carve_aligned(h, cls, align);
     if (!p) { errno = ENOMEM; return NULL; }
-    b->off--;                            /* an alloc the list did not count: allocs = fmax - off */
+    HAK_BUMP(b->off, (uint64_t)-1);      /* an alloc the list did not count: allocs = fmax - off */
   }
   HAK_CSTAT(h, cls, req_bytes, req);
   HAK_CSTAT(h, cls, req_n, 1);

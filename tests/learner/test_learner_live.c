@@ -16,7 +16,7 @@
 #include "policy.h"
 #include "learner.h"
 
-#define MID_SZ 8000          /* class 8192: 8 blocks per 64 KiB page */
+#define MID_SZ 8000          /* class 8192: 7 blocks per 64 KiB page */
 #define MID_N  600
 #define LARGE_SZ (200 * 1024) /* class 229376 */
 
@@ -84,7 +84,7 @@ static int child_live(void) {
          (unsigned long long)cached1, rss0, rss1);
   CHECK(capB < capA && capB <= (uint32_t)hak__opt.cap_min_mid + 16,
         "hit rate 1.0: CAP went from %u only to %u", capA, capB);
-  uint64_t bound = ((uint64_t)capB + 8) * 8;     /* CAP pages of 8 blocks, and some slack */
+  uint64_t bound = ((uint64_t)capB + 8) * hak__class_cap[mid];     /* CAP pages of 7 blocks, and some slack */
   CHECK(cached1 <= bound, "CAP %u: the class still caches %llu blocks (was %llu), want <= %llu", capB,
         (unsigned long long)cached1, (unsigned long long)cached0, (unsigned long long)bound);
   if (cached0 > cached1 + 256 && !hk_slow())

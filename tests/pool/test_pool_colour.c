@@ -74,6 +74,23 @@ static void test_aligned(void) {
   INFO("100000 memalign(4096, 4096) and frees: pages of the class in use %llu -> %llu", (unsigned long long)in0,
        (unsigned long long)in1);
   CHECK(in1 <= in0 + 2, "an aligned alloc/free loop took %llu pages", (unsigned long long)(in1 - in0));
+  /* the same with a plain malloc of the class in between, freed after the
+   * aligned block: the aligned block is second on the list, not the top
+   * (Tiny spills its oldest, so carving past it would never reuse it) */
+  unsigned t = (unsigned)hak__small_class(1000);
+  void* w[200];
+  for (int i = 0; i < 200; i++) CHECK((w[i] = A_MALLOC(1000)) != NULL, "malloc");   /* pages of several colours */
+  for (int i = 0; i < 200; i++) A_FREE(w[i]);
+  in0 = hak__small_pages_in_use(t);
+  for (int i = 0; i < 100000; i++) {
+    void* q = A_MEMALIGN(1024, 1000);
+    void* r = A_MALLOC(1000);
+    CHECK(q && r && (uintptr_t)q % 1024 == 0, "memalign(1024, 1000) = %p", q);
+    A_FREE(q);
+    A_FREE(r);
+  }
+  in1 = hak__small_pages_in_use(t);
+  CHECK(in1 <= in0 + 2, "an aligned alloc, malloc, free, free loop took %llu pages", (unsigned long long)(in1 - in0));
 }
 
 int main(void) {

@@ -316,7 +316,7 @@ static void test_concurrent(int chains) {
 }
 
 /* ---- remote frees and the inbox -------------------------------------------- */
-#define IB_SIZE 1536      /* 42 blocks per page; used by nothing else in this test */
+#define IB_SIZE 1536      /* 41 blocks per page; used by nothing else in this test */
 typedef struct { void** p; unsigned from, to; } rf_arg_t;
 
 static void* rf_main(void* arg) {

@@ -93,7 +93,7 @@ static void check_list(void) {
   }
   printf("list: %u of %u allocations served from the list (%u refills of the list, limit %u)\n", from_list, n, slow,
          b->limit);
-  /* a refill carves half a base, or the rest of a page (32 per page) */
+  /* a refill carves half a base, or the rest of a page (31 per page) */
   CHECK(from_list * 2 >= n, "only %u of %u allocations came from the list", from_list, n);
   for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
   CHECK(hak__bin_count(b) >= 1 && hak__bin_count(b) <= b->limit, "list holds %u after %u frees, limit %u", hak__bin_count(b), n, b->limit);
