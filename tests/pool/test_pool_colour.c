@@ -9,6 +9,7 @@
  * its block instead of taking a page each time. */
 #define _GNU_SOURCE
 #include "pool_test.h"
+#include "link.h"
 #include <malloc.h>
 
 #define NPAGES 40
@@ -91,6 +92,40 @@ static void test_aligned(void) {
   }
   in1 = hak__small_pages_in_use(t);
   CHECK(in1 <= in0 + 2, "an aligned alloc, malloc, free, free loop took %llu pages", (unsigned long long)(in1 - in0));
+
+  /* an aligned block under two unaligned ones is taken out of the list's
+   * middle: it is the one handed out, and the list's count still matches
+   * its length, and the class counts the alloc */
+  hak_heap_t* h = pt_heap();
+  PoolTLSBin* b = pt_bin(h, t);
+  void* u[2] = {NULL, NULL};
+  int nu = 0;
+  for (int i = 0; i < 200; i++) {
+    CHECK((w[i] = A_MALLOC(1000)) != NULL, "malloc");
+    if (nu < 2 && (uintptr_t)w[i] % 1024) { u[nu++] = w[i]; w[i] = NULL; }
+  }
+  CHECK(nu == 2, "no unaligned 1 KiB blocks among 200");
+  void* a = A_MEMALIGN(1024, 1000);
+  CHECK(a && (uintptr_t)a % 1024 == 0, "memalign(1024, 1000) = %p", a);
+  uintptr_t ua = (uintptr_t)a, top = (uintptr_t)u[0];   /* compared after their frees */
+  A_FREE(a);
+  A_FREE(u[1]);
+  A_FREE(u[0]);
+  CHECK((uintptr_t)b->head == top, "the list's top is %p, not the last block freed", b->head);
+  uint64_t allocs0 = hak__bin_allocs(b);
+  void* again = A_MEMALIGN(1024, 1000);
+  CHECK((uintptr_t)again == ua, "memalign(1024, 1000) = %p, not the aligned block third on the list", again);
+  uint32_t len = 0;
+  for (void* p = b->head; p; p = hak__link_get(p, (int)t)) {
+    CHECK((uintptr_t)p != ua, "the block handed out is still on the list");
+    len++;
+  }
+  CHECK(len == hak__bin_count(b), "list of %u blocks, count %u", len, hak__bin_count(b));
+  CHECK(hak__bin_allocs(b) == allocs0 + 1, "allocs %llu -> %llu", (unsigned long long)allocs0,
+        (unsigned long long)hak__bin_allocs(b));
+  CHECK((uintptr_t)b->head == top, "the list's top moved: %p", b->head);
+  A_FREE(again);
+  for (int i = 0; i < 200; i++) A_FREE(w[i]);
 }
 
 int main(void) {
