@@ -278,7 +278,8 @@ void* hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n) {
     while (c < HAK_LARGE_CLASSES && (hak__large_size[c] & (align - 1))) c++;
     if (c < HAK_LARGE_CLASSES) {
       hak_heap_t* g = h ? h : hak__global_heap_lock();
-      void* p = g ? hak__l25_alloc(g, c, n, 0) : NULL;
+      void* p = !g ? NULL : align <= 64 ? hak__l25_alloc(g, c, n, 0)   /* colours: as above */
+                                        : hak__l25_alloc_aligned(g, c, n, align);
       if (!h) hak__global_heap_unlock();
       return p;
     }

@@ -416,6 +416,7 @@ void*    hak__pool_borrow(hak_heap_t* h, unsigned cls, size_t req);
 extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
 unsigned hak__large_class(size_t n);
 void*  hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow);
+void*  hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align);   /* align > 64 */
 void   hak__l25_free(hak_heap_t* h, void* p);
 size_t hak__l25_usable(const void* p);        /* 0 if p is not a live Large block */
 int    hak__l25_owns(const void* p);

@@ -6,7 +6,8 @@
  * page, and blocks keep 16-byte alignment.  Aligned allocation above 64
  * bytes, which colours would break for the classes it uses, still returns
  * aligned blocks that hakmem serves, and an aligned alloc/free loop reuses
- * its block instead of taking a page each time. */
+ * its block instead of taking a page each time.  Large segments, likewise
+ * (test_large). */
 #define _GNU_SOURCE
 #include "pool_test.h"
 #include "link.h"
@@ -49,6 +50,18 @@ static void test_colours(void) {
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) check_class(sizes[i]);
 }
 
+//! n times: an aligned block, a plain one of the same size, then both
+//! freed, the aligned one first (so it is not the top of its list).
+static void aligned_churn(int n, size_t align, size_t size) {
+  for (int i = 0; i < n; i++) {
+    void* q = A_MEMALIGN(align, size);
+    void* r = A_MALLOC(size);
+    CHECK(q && r && (uintptr_t)q % align == 0, "memalign(%zu, %zu) = %p", align, size, q);
+    A_FREE(q);
+    A_FREE(r);
+  }
+}
+
 static void test_aligned(void) {
   for (size_t align = 32; align <= 32768; align *= 2) {
     for (size_t n = align / 2; n <= 3 * align && n <= HAK_MID_MAX; n += align / 2) {
@@ -83,13 +96,7 @@ static void test_aligned(void) {
   for (int i = 0; i < 200; i++) CHECK((w[i] = A_MALLOC(1000)) != NULL, "malloc");   /* pages of several colours */
   for (int i = 0; i < 200; i++) A_FREE(w[i]);
   in0 = hak__small_pages_in_use(t);
-  for (int i = 0; i < 100000; i++) {
-    void* q = A_MEMALIGN(1024, 1000);
-    void* r = A_MALLOC(1000);
-    CHECK(q && r && (uintptr_t)q % 1024 == 0, "memalign(1024, 1000) = %p", q);
-    A_FREE(q);
-    A_FREE(r);
-  }
+  aligned_churn(100000, 1024, 1000);
   in1 = hak__small_pages_in_use(t);
   CHECK(in1 <= in0 + 2, "an aligned alloc, malloc, free, free loop took %llu pages", (unsigned long long)(in1 - in0));
 
@@ -128,12 +135,55 @@ static void test_aligned(void) {
   for (int i = 0; i < 200; i++) A_FREE(w[i]);
 }
 
+//! Large segments take colours too (l25.c): the blocks of a class start at
+//! different line offsets in different segments; aligned Large requests
+//! above 64 bytes are still aligned; and an aligned alloc, plain alloc,
+//! free, free loop reuses its blocks instead of mapping segments.
+static unsigned long long large_mapped(void) {
+  hak_stats_t st;
+  memset(&st, 0, sizeof st);
+  hak_stats_get(&st);
+  return st.layer[HAK_LAYER_LARGE].bytes_mapped;
+}
+
+static void test_large(void) {
+  enum { NB = 130 };
+  void* p[NB];
+  uint8_t seen[64] = {0};
+  unsigned colours = 0;
+  size_t d = 229376;                                   /* the class of 200000 */
+  for (int i = 0; i < NB; i++) {
+    CHECK((p[i] = A_MALLOC(200000)) != NULL, "malloc(200000)");
+    uintptr_t off = ((uintptr_t)p[i] & HAK_SEG_MASK) - 65536;
+    CHECK(A_USABLE(p[i]) == d && off % d % 64 == 0 && off % d < 4096, "%p: offset %zu in its segment", p[i],
+          (size_t)off);
+    unsigned k = (unsigned)(off % d / 64);
+    if (!seen[k]) { seen[k] = 1; colours++; }
+  }
+  INFO("%d Large blocks of %zu B: %u colours", NB, d, colours);
+  CHECK(colours >= 5, "%d Large blocks of %zu B in only %u colours", NB, d, colours);
+  for (size_t align = 128; align <= 65536; align *= 2) {
+    void* q = A_MEMALIGN(align, 100000);
+    CHECK(q && (uintptr_t)q % align == 0 && A_OWNS(q) && A_USABLE(q) >= 100000, "memalign(%zu, 100000) = %p", align,
+          q);
+    memset(q, 1, 100000);
+    A_FREE(q);
+  }
+  unsigned long long m0 = large_mapped();
+  aligned_churn(20000, 4096, 300000);
+  unsigned long long m1 = large_mapped();
+  INFO("20000 memalign(4096, 300000), malloc, free, free: Large mapped %llu -> %llu MB", m0 >> 20, m1 >> 20);
+  CHECK(m1 <= m0 + 2 * ((unsigned long long)HAK_SEG_SIZE), "the loop mapped %llu MB", (m1 - m0) >> 20);
+  for (int i = 0; i < NB; i++) A_FREE(p[i]);
+}
+
 int main(void) {
   hk_begin("pool/test_pool_colour", 120);
   hak__opt.keep = 1;
   pt_heap();
   HK_STEP(test_colours());
   HK_STEP(test_aligned());
+  HK_STEP(test_large());
   printf("pool/test_pool_colour: ok\n");
   return 0;
 }
