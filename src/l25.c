@@ -13,8 +13,8 @@
 
 static hak_freelist_t l25_hot[HAK_LARGE_CLASSES], l25_cold[HAK_LARGE_CLASSES];
 static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;   /* carving new blocks */
-static l25_seg_t* l25_cur[HAK_LARGE_CLASSES];
-static uint32_t l25_next[HAK_LARGE_CLASSES];
+static l25_seg_t* l25_cur[2][HAK_LARGE_CLASSES];     /* [0] plain requests, [1] aligned (colour 0) */
+static uint32_t l25_next[2][HAK_LARGE_CLASSES];
 static _Atomic int l25_trimming[HAK_LARGE_CLASSES];
 static _Atomic int64_t l25_low[HAK_LARGE_CLASSES];        /* low water of the hot list, this window */
 static _Atomic int l25_popped[HAK_LARGE_CLASSES];         /* popped since the last upkeep tick */
@@ -58,8 +58,9 @@ uint64_t hak__l25_cached_blocks(unsigned cls) {
  * at one of 64 line offsets past L25_FIRST, taken in turn.  Every block
  * start was a multiple of 16 KiB, so the lines a program touches at the
  * same offset in each block (a header, or a byte per page) fell in a few
- * L2 sets: the Large band ran 1.11x faster with the colours.  An aligned
- * request above 64 bytes needs a colour the alignment divides: 0. */
+ * L2 sets: the Large band ran 1.10x faster with the colours.  An aligned
+ * request above 64 bytes needs a colour the alignment divides: 0, so each
+ * class carves from two current segments, one of colour 0 for those. */
 static uint32_t l25_colour_next;                  /* under l25_lock */
 
 //! Shapes segment s for class cls with its first block `colour` bytes
@@ -70,33 +71,22 @@ static void l25_seg_shape(l25_seg_t* s, unsigned cls, uint32_t colour) {
   s->block_size = d;
   s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST - colour) / d);
   hak__div_magic(d, &s->div_mul, &s->div_shift);
-  __atomic_store_n(&s->colour, colour, __ATOMIC_RELAXED);
-  __atomic_store_n(&s->div_lim, (uint32_t)s->nblocks - 1, __ATOMIC_RELAXED);
+  s->colour = colour;
+  s->div_lim = (uint32_t)s->nblocks - 1;
 }
 
 //! Carves a never-used block, mapping a new segment when needed; with
-//! align (above 64), from a segment of colour 0.  The mapping happens
+//! align (above 64), from the class's other current segment, of colour 0.  The mapping happens
 //! without the lock: on failure it trims, which takes other locks (the
 //! fork handler takes them in the other order).
 static void* l25_carve(unsigned cls, size_t align) {
+  unsigned k = align ? 1 : 0;                     /* aligned requests: their own cursor, colour 0 */
   l25_seg_t* spare = NULL;
   pthread_mutex_lock(&l25_lock);
   for (;;) {
-    l25_seg_t* s = l25_cur[cls];
-    if (s && align && (s->colour & (align - 1))) {
-      if (!l25_next[cls]) {
-        l25_seg_shape(s, cls, 0);                 /* it has handed out nothing: recolour it */
-      } else {
-        /* it keeps the blocks it handed out, and its tail is never carved:
-         * address space only, and the reclaimer counts it whole */
-        s->nblocks = (uint16_t)l25_next[cls];
-        __atomic_store_n(&s->div_lim, (uint32_t)s->nblocks - 1, __ATOMIC_RELAXED);
-        l25_cur[cls] = NULL;
-        s = NULL;
-      }
-    }
-    if (s && l25_next[cls] < s->nblocks) {
-      uint32_t idx = l25_next[cls]++;
+    l25_seg_t* s = l25_cur[k][cls];
+    if (s && l25_next[k][cls] < s->nblocks) {
+      uint32_t idx = l25_next[k][cls]++;
       pthread_mutex_unlock(&l25_lock);
       if (spare) {            /* another thread installed one meanwhile; ours was never used */
         __atomic_store_n(&hak__segmap[(uintptr_t)spare >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_RELEASE);
@@ -105,9 +95,9 @@ static void* l25_carve(unsigned cls, size_t align) {
       return (char*)s + L25_FIRST + s->colour + (uintptr_t)idx * s->block_size;
     }
     if (spare) {
-      l25_seg_shape(spare, cls, align ? 0 : l25_colour_next++ % 64 * 64);
-      l25_cur[cls] = spare;
-      l25_next[cls] = 0;
+      l25_seg_shape(spare, cls, k ? 0 : l25_colour_next++ % 64 * 64);
+      l25_cur[k][cls] = spare;
+      l25_next[k][cls] = 0;
       spare = NULL;
       hak__layer_mapped_add(HAK_LAYER_LARGE, HAK_SEG_SIZE);
       continue;
@@ -206,9 +196,32 @@ void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   return l25_hand_out(h, cls, p, req);
 }
 
+//! An align-aligned block from the top of central list fl, or NULL: the
+//! others popped go to bin b while it has room (NULL: none), else back to fl.
+//! Without it, aligned blocks freed by another thread (or spilled past the
+//! bin) were never found again, and every aligned request carved.
+static void* l25_pop_aligned(hak_heap_t* h, hak_large_bin_t* b, hak_freelist_t* fl, unsigned cls, size_t align) {
+  if (atomic_load_explicit(&fl->count, memory_order_relaxed) <= 0) return NULL;
+  uint32_t n;
+  int lc = HAK_STAT_LARGE0 + (int)cls;
+  void* chain = hak__freelist_pop_lockfree(fl, HAK_LARGE_TLS_MAX, &n, h);
+  if (!chain) return NULL;
+  if (fl == &l25_hot[cls]) l25_note_pop(cls);
+  void* p = NULL;
+  while (chain) {
+    void* next = hak__link_get(chain, lc);
+    if (!p && ((uintptr_t)chain & (align - 1)) == 0) p = chain;
+    else if (b && b->count < b->limit) b->items[b->count++] = chain;
+    else hak__freelist_push_lockfree(fl, chain, h);
+    chain = next;
+  }
+  return p;
+}
+
 //! A block of class cls aligned to align (above 64, dividing the class
 //! size): one in the thread's bin (an aligned block freed and asked for
-//! again), else one carved from a segment of colour 0 (l25_carve).
+//! again), else one of the first popped from the hot or the cold list, else
+//! one carved from a segment of colour 0 (l25_carve).
 void* hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align) {
   hak_large_bin_t* b = &h->large[cls];
   void* p = NULL;
@@ -221,6 +234,10 @@ void* hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
   }
   if (!p) {
     hak__maintenance_tick();
+    p = l25_pop_aligned(h, b, &l25_hot[cls], cls, align);
+    if (!p) p = l25_pop_aligned(h, NULL, &l25_cold[cls], cls, align);
+  }
+  if (!p) {
     if (!(p = l25_carve(cls, align))) { errno = ENOMEM; return NULL; }
     HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
   }
@@ -243,7 +260,13 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
       l25_seg_t* s;
       int idx = hak__l25_index(chain, &s);
       atomic_store_explicit(&s->state[idx], L25_COLD, memory_order_relaxed);
-      hak__os_decommit(chain, s->block_size);
+      /* a coloured block starts and ends inside a page (shared with its
+       * neighbours): decommit the whole pages within it (madvise wants an
+       * aligned start, and must not zero a neighbour's bytes) */
+      uintptr_t ps = hak__os_page_size();
+      uintptr_t lo = ((uintptr_t)chain + ps - 1) & ~(ps - 1);
+      uintptr_t hi = ((uintptr_t)chain + s->block_size) & ~(ps - 1);
+      if (hi > lo) hak__os_decommit((void*)lo, hi - lo);
       bytes += s->block_size;
       hak__freelist_push_lockfree(&l25_cold[cls], chain, NULL);
       chain = next;
@@ -353,12 +376,13 @@ static void l25_sort(void* chain, unsigned cls, l25_seg_t** dead) {
     void* next = hak__link_get(chain, HAK_STAT_LARGE0 + (int)cls);
     l25_seg_t* s = (l25_seg_t*)((uintptr_t)chain & ~HAK_SEG_MASK);
     if (!(s->trim_count & (DEAD | KEEP))) {
-      uint32_t carved = s == l25_cur[cls] ? l25_next[cls] : s->nblocks;
+      uint32_t carved = s == l25_cur[0][cls] ? l25_next[0][cls] : s == l25_cur[1][cls] ? l25_next[1][cls] : s->nblocks;
       if (s->trim_count == carved) {
         s->trim_count = DEAD;
         s->next_dead = *dead;
         *dead = s;
-        if (s == l25_cur[cls]) l25_cur[cls] = NULL;
+        if (s == l25_cur[0][cls]) l25_cur[0][cls] = NULL;
+        if (s == l25_cur[1][cls]) l25_cur[1][cls] = NULL;
       } else {
         s->trim_count = KEEP;
       }

@@ -15,7 +15,7 @@ typedef struct l25_seg {
   uint8_t  cls;
   uint16_t nblocks;
   uint32_t block_size;
-  uint32_t div_mul, div_lim;            /* div_lim: nblocks - 1, may shrink (l25.c l25_carve) */
+  uint32_t div_mul, div_lim;
   uint8_t  div_shift;
   uint32_t colour;                        /* bytes past L25_FIRST where block 0 starts (l25.c) */
   uint32_t trim_gen, trim_count;          /* scratch of the reclaimer, under l25_lock */
@@ -29,13 +29,11 @@ HAK_INLINE int hak__l25_index(const void* p, l25_seg_t** sp) {
   l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
   *sp = s;
   uintptr_t off = a - (uintptr_t)s;
-  /* relaxed: a carve may recolour a segment that has handed out no block,
-   * or shrink one that will hand out no more, while a stray pointer is checked */
-  uint32_t colour = __atomic_load_n(&s->colour, __ATOMIC_RELAXED);
+  uint32_t colour = s->colour;
   if (off < L25_FIRST + colour) return -1;
   uint32_t x = (uint32_t)(off - L25_FIRST - colour) * s->div_mul;
   x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
-  return x <= __atomic_load_n(&s->div_lim, __ATOMIC_RELAXED) ? (int)x : -1;   /* x is the index */
+  return x <= s->div_lim ? (int)x : -1;      /* x is the index */
 }
 
 //! The usable size of p if it is a live Large block, else 0 (the caller's

@@ -86,6 +86,14 @@ static inline hak_layer_stats_t pt_mid_layer(void) {
   return s.layer[HAK_LAYER_MID];
 }
 
+/* Bytes the Large layer has mapped (segments). */
+static inline unsigned long long pt_large_mapped(void) {
+  hak_stats_t st;
+  memset(&st, 0, sizeof st);
+  hak_stats_get(&st);
+  return st.layer[HAK_LAYER_LARGE].bytes_mapped;
+}
+
 /* Fills the list of class c: allocates k blocks and frees them again. */
 #define PT_FILL_MAX 1024
 static inline void pt_fill(unsigned c, unsigned k) {

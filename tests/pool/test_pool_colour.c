@@ -139,13 +139,6 @@ static void test_aligned(void) {
 //! different line offsets in different segments; aligned Large requests
 //! above 64 bytes are still aligned; and an aligned alloc, plain alloc,
 //! free, free loop reuses its blocks instead of mapping segments.
-static unsigned long long large_mapped(void) {
-  hak_stats_t st;
-  memset(&st, 0, sizeof st);
-  hak_stats_get(&st);
-  return st.layer[HAK_LAYER_LARGE].bytes_mapped;
-}
-
 static void test_large(void) {
   enum { NB = 130 };
   void* p[NB];
@@ -169,9 +162,9 @@ static void test_large(void) {
     memset(q, 1, 100000);
     A_FREE(q);
   }
-  unsigned long long m0 = large_mapped();
+  unsigned long long m0 = pt_large_mapped();
   aligned_churn(20000, 4096, 300000);
-  unsigned long long m1 = large_mapped();
+  unsigned long long m1 = pt_large_mapped();
   INFO("20000 memalign(4096, 300000), malloc, free, free: Large mapped %llu -> %llu MB", m0 >> 20, m1 >> 20);
   CHECK(m1 <= m0 + 2 * ((unsigned long long)HAK_SEG_SIZE), "the loop mapped %llu MB", (m1 - m0) >> 20);
   for (int i = 0; i < NB; i++) A_FREE(p[i]);
