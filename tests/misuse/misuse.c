@@ -164,6 +164,23 @@ static void c_colour_tail(mcase_t* c) {
   free(L(q));
 }
 
+/* before the first block of a Large segment whose colour is at least 64
+ * (segments take the colours in turn, so a few segments find one) */
+static void c_large_colour_gap(mcase_t* c) {
+  for (int i = 0; i < 400; i++) {
+    char* p = malloc(300000);
+    CHECK(p, "malloc");
+    size_t d = malloc_usable_size(p), off = ((uintptr_t)p & ((4u << 20) - 1)) - 65536;
+    if (off % d >= 64) {
+      char* q = p - off - 32 + off % d;
+      announce(c, q);
+      free(L(q));
+      return;
+    }
+  }
+  CHECK(0, "no Large segment of the class has a colour");
+}
+
 #define INV {"invalid", NULL, NULL}
 #define DBL {"double free", NULL, NULL}
 #define DBL_OR_INV {"double free", "invalid", NULL}
@@ -194,6 +211,7 @@ static mcase_t cases[] = {
     {"interior free of memalign(4096) block", c_interior_aligned, 100, INT, ""},
     {"free in a page's colour gap", c_colour_gap, 2000, INT, ""},
     {"free past a coloured page's last block", c_colour_tail, 2000, INT, ""},
+    {"free in a Large segment's colour gap", c_large_colour_gap, 300000, INT, ""},
     {"interior realloc tiny", c_interior_realloc, 200, INT, ""},
     {"interior realloc mid", c_interior_realloc, 30000, INT, ""},
     {"interior realloc large", c_interior_realloc, 500000, INT, ""},
