@@ -88,13 +88,13 @@ typedef struct hak_page {
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint32_t color;              /* byte offset of the first block: its cache colour */
-  uint32_t ccolor;             /* color * the class's check constant (hak__div_is_start) */
+  uint32_t _pad2;
 } hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
 typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
   _Atomic uintptr_t owner;      /* the owner's token; HAK_TOKEN_SENTINEL while the page is free */
   uint32_t cls;                 /* the page's class */
-  uint32_t ccolor;              /* the page's hak_page_t.ccolor */
+  uint32_t ccolor;              /* the page's colour * its class's check constant */
 } hak_ptag_t;
 
 typedef struct hak_segment {
@@ -164,7 +164,8 @@ HAK_INLINE int hak__div_is_start(hak_div_t d, uintptr_t a, uint32_t cc) {
   return (uint32_t)(off * d.c - cc) <= d.lim;
 }
 HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
-  return hak__div_is_start(hak__class_div[pg->cls], a, pg->ccolor);
+  hak_div_t d = hak__class_div[pg->cls];
+  return hak__div_is_start(d, a, pg->color * d.c);
 }
 
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */

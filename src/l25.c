@@ -69,16 +69,16 @@ static void l25_seg_shape(l25_seg_t* s, unsigned cls, uint32_t colour) {
   uint32_t d = hak__large_size[cls];
   s->cls = (uint8_t)cls;
   s->block_size = d;
-  s->nblocks = (uint16_t)((HAK_SEG_SIZE - L25_FIRST - colour) / d);
+  s->first = (uint32_t)L25_FIRST + colour;
+  s->nblocks = (uint16_t)((HAK_SEG_SIZE - s->first) / d);
   hak__div_magic(d, &s->div_mul, &s->div_shift);
-  s->colour = colour;
   s->div_lim = (uint32_t)s->nblocks - 1;
 }
 
 //! Carves a never-used block, mapping a new segment when needed; with
-//! align (above 64), from the class's other current segment, of colour 0.  The mapping happens
-//! without the lock: on failure it trims, which takes other locks (the
-//! fork handler takes them in the other order).
+//! align (above 64), from the class's other current segment, of colour 0.
+//! The mapping happens without the lock: on failure it trims, which takes
+//! other locks (the fork handler takes them in the other order).
 static void* l25_carve(unsigned cls, size_t align) {
   unsigned k = align ? 1 : 0;                     /* aligned requests: their own cursor, colour 0 */
   l25_seg_t* spare = NULL;
@@ -92,7 +92,7 @@ static void* l25_carve(unsigned cls, size_t align) {
         __atomic_store_n(&hak__segmap[(uintptr_t)spare >> HAK_SEG_SHIFT], HAK_SEG_NONE, __ATOMIC_RELEASE);
         hak__os_unmap(spare, HAK_SEG_SIZE);
       }
-      return (char*)s + L25_FIRST + s->colour + (uintptr_t)idx * s->block_size;
+      return (char*)s + s->first + (uintptr_t)idx * s->block_size;
     }
     if (spare) {
       l25_seg_shape(spare, cls, k ? 0 : l25_colour_next++ % 64 * 64);

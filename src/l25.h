@@ -17,7 +17,7 @@ typedef struct l25_seg {
   uint32_t block_size;
   uint32_t div_mul, div_lim;
   uint8_t  div_shift;
-  uint32_t colour;                        /* bytes past L25_FIRST where block 0 starts (l25.c) */
+  uint32_t first;                         /* block 0's offset: L25_FIRST plus the colour (l25.c) */
   uint32_t trim_gen, trim_count;          /* scratch of the reclaimer, under l25_lock */
   struct l25_seg* next_dead;
   _Atomic uint8_t state[L25_MAXBLK];
@@ -29,9 +29,8 @@ HAK_INLINE int hak__l25_index(const void* p, l25_seg_t** sp) {
   l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
   *sp = s;
   uintptr_t off = a - (uintptr_t)s;
-  uint32_t colour = s->colour;
-  if (off < L25_FIRST + colour) return -1;
-  uint32_t x = (uint32_t)(off - L25_FIRST - colour) * s->div_mul;
+  if (off < s->first) return -1;
+  uint32_t x = (uint32_t)(off - s->first) * s->div_mul;
   x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
   return x <= s->div_lim ? (int)x : -1;      /* x is the index */
 }

@@ -106,11 +106,10 @@ static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   pg->cls = (uint16_t)cls;
   pg->capacity = hak__class_cap[cls];
   pg->color = (uint32_t)color;
-  pg->ccolor = pg->color * hak__class_div[cls].c;
   pg->scav_gen = 0;
   hak_ptag_t* t = hak__ptag_of(hak__seg_of((uintptr_t)pg), hak__page_start(pg));
   t->cls = cls;
-  t->ccolor = pg->ccolor;
+  t->ccolor = pg->color * hak__class_div[cls].c;
 }
 
 //! Takes a free page for class cls, owned by owner, of colour color (a

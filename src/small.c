@@ -243,6 +243,22 @@ static int small_adopt(hak_heap_t* h, unsigned cls) {
   return 0;
 }
 
+//! Counts `got` fresh pages taken by one refill (a miss each).
+static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
+  hak__maintenance_tick();
+  HAK_CSTAT(h, cls, refill, 1);
+  HAK_CSTAT(h, cls, refill_pages, got);
+  HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
+}
+
+//! The next n blocks of an active slot (n fit), retiring it when carved out.
+static uintptr_t small_slot_take(PoolTLSPage* s, uint32_t n) {
+  uintptr_t run = s->bump;
+  s->bump += (uintptr_t)n * s->page->block_size;
+  if (s->bump >= s->end) small_slot_retire(s, 0);
+  return run;
+}
+
 //! alloc_tls_page_batch: takes up to `batch` fresh pages into empty slots
 //! (seed phase 6.25).  Over CAP it takes one page at a time (soft CAP).
 static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
@@ -259,12 +275,7 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
     small_slot_fill(s, pg, 0);
     got++;
   }
-  if (got) {
-    hak__maintenance_tick();
-    HAK_CSTAT(h, cls, refill, 1);
-    HAK_CSTAT(h, cls, refill_pages, got);
-    HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
-  }
+  if (got) small_fresh_counted(h, cls, got);
   return got;
 }
 
@@ -279,11 +290,8 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       uint32_t bs = s->page->block_size;
       uint32_t avail = (uint32_t)((s->end - s->bump) / bs);
       uint32_t n = avail < max ? avail : max;
-      uintptr_t run = s->bump;
-      s->bump += (uintptr_t)n * bs;
-      if (s->bump >= s->end) small_slot_retire(s, 0);
       *got = n;
-      return run;
+      return small_slot_take(s, n);
     }
     if (round == 0 && !small_adopt(h, cls) && (!fresh || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)))
       break;
@@ -313,15 +321,9 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
     hak_page_t* pg = hak__page_acquire(cls, h, 0);
     if (!pg) return 0;
     small_slot_fill(s, pg, 0);
-    hak__maintenance_tick();
-    HAK_CSTAT(h, cls, refill, 1);
-    HAK_CSTAT(h, cls, refill_pages, 1);
-    HAK_CSTAT(h, cls, miss, 1);
+    small_fresh_counted(h, cls, 1);
   }
-  uintptr_t p = s->bump;
-  s->bump += s->page->block_size;
-  if (s->bump >= s->end) small_slot_retire(s, 0);
-  return p;
+  return small_slot_take(s, 1);
 }
 
 /* ---- scavenger ---------------------------------------------------------- */
