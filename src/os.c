@@ -163,10 +163,16 @@ void hak__os_guard(void* p, size_t size) {
 //! Small segments never want THP: a 2 MiB fault would bloat RSS.
 void hak__os_nohuge(void* p, size_t size) { hak__os_thp(p, size, 0); }
 
+//! The OS page size, asked once (relaxed: threads may race to ask, and all
+//! store the same value).
 size_t hak__os_page_size(void) {
   static size_t ps;
-  if (!ps) ps = (size_t)sysconf(_SC_PAGESIZE);
-  return ps;
+  size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
+  if (!v) {
+    v = (size_t)sysconf(_SC_PAGESIZE);
+    __atomic_store_n(&ps, v, __ATOMIC_RELAXED);
+  }
+  return v;
 }
 
 //! Current RSS from /proc/self/statm (no allocation).
