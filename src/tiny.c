@@ -19,6 +19,37 @@ static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   }
 }
 
+//! The active slot whose last carve ends at end, in the page of start.
+static PoolTLSPage* bin_run_slot(hak_heap_t* h, unsigned cls, uintptr_t start, uintptr_t end) {
+  for (int i = 0; i < HAK_TLS_PAGES; i++) {
+    PoolTLSPage* s = &h->pages[cls][i];
+    if (s->page && s->bump == end && s->page == hak__page_of(start)) return s;
+  }
+  return NULL;
+}
+
+//! The next blocks of a carved run: links at most HAK_LINK_BYTES of them
+//! (4 blocks at least) and keeps the rest for the next refill, unlinked,
+//! where the run is its still active page's last carve (a thread's exit
+//! gives it back to the page, hak__bin_flush_pending).  Linking writes
+//! every block, so a whole carve (up to 128 KiB a class) would be resident
+//! before the thread needs it; the rest stays carved, so the page's owner
+//! and state do not change.  A refill takes them after the inbox (the
+//! seed's order) and before central, whose blocks may be of pages other
+//! threads still own (their frees are remote).
+static void* bin_link_some(hak_heap_t* h, unsigned cls, uintptr_t run, uint32_t n, uint32_t* got) {
+  PoolTLSBinAux* x = &h->aux[cls];
+  uint32_t bs = hak__class_size[cls];
+  uint32_t k = HAK_LINK_BYTES / bs;
+  if (k < 4) k = 4;
+  if (k > n || !bin_run_slot(h, cls, run, run + (uintptr_t)n * bs)) k = n;
+  bin_link_run(run, k, bs);
+  x->pend = k < n ? run + (uintptr_t)k * bs : 0;   /* no stale pointer: HAKMEM_VALGRIND's leak check */
+  x->pend_n = n - k;
+  *got = k;
+  return (void*)run;
+}
+
 /* A list's sizes.  Tiny: a base of about 64 KiB (32 to 1024 blocks), a
  * limit up to 512 KiB (16384 blocks at most), refills of up to 128 KiB:
  * a large limit is for holding a batch a thread frees and reallocates
@@ -131,6 +162,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
     if (!want) want = 1;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
+    if (!chain && x->pend_n) chain = bin_link_some(h, cls, x->pend, x->pend_n, &n);
     if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) bin_grow_limit(b, cls);
     if (!chain) {
       want = bin_carve_want(x, cls, want);
@@ -148,8 +180,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
       }
       if (!run) { errno = ENOMEM; return NULL; }
       x->carved_once = 1;                /* not before: a borrow carves nothing */
-      bin_link_run(run, n, hak__class_size[cls]);
-      chain = (void*)run;
+      chain = bin_link_some(h, cls, run, n, &n);
     }
     b->head = chain;
     hak__bin_count_set(b, n);
@@ -324,6 +355,29 @@ void hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   b->head = p;
   HAK_BUMP(b->frees, 1);
   if (hak__bin_count(b) > b->limit) bin_spill(h, cls, b);
+}
+
+//! Hands the carved blocks no list holds yet back to their page, where
+//! they are its last carve (always, unless an aligned carve came after),
+//! else links them into the central lists.  Thread exit (the page is then
+//! left for adoption: a run kept by the parked heap would hand out blocks
+//! of a page another thread owns, and keep that page from going back) and
+//! trim.
+void hak__bin_flush_pending(hak_heap_t* h) {
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    PoolTLSBinAux* x = &h->aux[c];
+    if (!x->pend_n) continue;
+    uint32_t n = x->pend_n, bs = hak__class_size[c];
+    PoolTLSPage* s = bin_run_slot(h, c, x->pend, x->pend + (uintptr_t)n * bs);
+    if (s) {
+      s->bump = x->pend;
+    } else {
+      bin_link_run(x->pend, n, bs);
+      hak__small_central_push(h, c, (void*)x->pend, (void*)(x->pend + (uintptr_t)(n - 1) * bs), n);
+    }
+    x->pend_n = 0;
+    x->pend = 0;
+  }
 }
 
 //! Hands every cached small block to the central lists (thread exit, trim).
