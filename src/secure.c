@@ -62,7 +62,7 @@ static size_t sec_check(const void* p) {
   size_t bs;
   uintptr_t* t = sec_trailer_of(p, &bs);
   size_t n = (size_t)(*t ^ sec_trailer(p, 0));
-  if (n > bs - 8) hak__misuse("heap overflow (block trailer overwritten)", p, sec_cls(p));
+  if (n > bs - 8) hak__misuse("heap overflow, or a free of a block never handed out (block trailer overwritten)", p, sec_cls(p));
   if (!sec_all(p, n, bs - 8, SEC_SLACK)) hak__misuse("heap overflow (past the requested size)", p, sec_cls(p));
   return n;
 }
