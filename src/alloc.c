@@ -350,7 +350,6 @@ size_t hak__trim_all(void) {
   if (h) {
     hak__secure_flush(h);
     hak__heap_flush(h);
-    hak__bin_flush_pending(h);
     hak__heaps_drain_dead(h);
   }
   /* orphans are ACTIVE, which no scavenge releases: retire them all */

@@ -106,7 +106,6 @@ static void heap_exit(void* arg) {
   hak__vg_enter();
   hak__secure_flush(h);
   hak__heap_flush(h);
-  hak__bin_flush_pending(h);
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) hak__small_page_retire(h, c);
   heap_renew_token(h);
   /* frees that raced with the flush */

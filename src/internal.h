@@ -261,14 +261,13 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
   uint32_t borrow_run;              /* Mid: W_MAX borrows since the last refill */
   uint32_t freeing;                 /* the thread only frees this class: the list stays short */
   uint32_t carved_once;             /* the heap has carved fresh blocks of this class (tiny.c) */
-  uint32_t pend_n;                  /* carved blocks not linked yet, from pend on (tiny.c) */
-  uintptr_t pend;
+  uint32_t carve_on;                /* the last carve was cut short: its page has more (tiny.c) */
 } PoolTLSBinAux;
 
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
 #define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
-#define HAK_LINK_BYTES (16u * 1024)          /* most of a carve linked at once (tiny.c) */
+#define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;
@@ -407,7 +406,6 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow);
 void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align);   /* align > 64 */
 void  hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__bin_flush(hak_heap_t* h);
-void  hak__bin_flush_pending(hak_heap_t* h);
 void  hak__bin_setup(hak_heap_t* h);
 void* hak__bin_pop(PoolTLSBin* b, unsigned cls);        /* a cached block, its mark checked, or NULL */
 void  hak__bin_reset(hak_heap_t* h);

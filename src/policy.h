@@ -21,7 +21,10 @@ void hak__small_fork_child(void);
 void hak__small_released_add(uint32_t n);
 void* hak__small_central_pop(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, void** last);
 void* hak__drain_remote_lockfree(struct hak_heap* h, unsigned cls, uint32_t* got);
-/* fresh: may take fresh pages when the active ones are used up */
-uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int fresh);
+/* from: where a carve may look, each including the ones before */
+#define HAK_CARVE_ACTIVE 0   /* the thread's active pages */
+#define HAK_CARVE_ADOPT  1   /* then an orphan */
+#define HAK_CARVE_FRESH  2   /* then fresh pages */
+uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int from);
 uintptr_t hak__small_carve_aligned(struct hak_heap* h, unsigned cls, size_t align);  /* align > 64 */
 #endif

@@ -279,10 +279,10 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
   return got;
 }
 
-//! Carves up to max blocks from the active pages, then from an orphan, then
-//! from fresh pages if fresh is set.  Returns the first block of a contiguous
-//! run; *got counts it.
-uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int fresh) {
+//! Carves up to max blocks from the active pages, then (from HAK_CARVE_ADOPT
+//! on) from an orphan, then (HAK_CARVE_FRESH) from fresh pages.  Returns the
+//! first block of a contiguous run; *got counts it.
+uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int from) {
   for (int round = 0; round < 2; round++) {
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &h->pages[cls][i];
@@ -293,7 +293,8 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       *got = n;
       return small_slot_take(s, n);
     }
-    if (round == 0 && !small_adopt(h, cls) && (!fresh || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)))
+    if (round == 0 && (from == HAK_CARVE_ACTIVE || (!small_adopt(h, cls) &&
+        (from < HAK_CARVE_FRESH || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)))))
       break;
   }
   *got = 0;

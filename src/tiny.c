@@ -19,37 +19,6 @@ static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   }
 }
 
-//! The active slot whose last carve ends at end, in the page of start.
-static PoolTLSPage* bin_run_slot(hak_heap_t* h, unsigned cls, uintptr_t start, uintptr_t end) {
-  for (int i = 0; i < HAK_TLS_PAGES; i++) {
-    PoolTLSPage* s = &h->pages[cls][i];
-    if (s->page && s->bump == end && s->page == hak__page_of(start)) return s;
-  }
-  return NULL;
-}
-
-//! The next blocks of a carved run: links at most HAK_LINK_BYTES of them
-//! (4 blocks at least) and keeps the rest for the next refill, unlinked,
-//! where the run is its still active page's last carve (a thread's exit
-//! gives it back to the page, hak__bin_flush_pending).  Linking writes
-//! every block, so a whole carve (up to 128 KiB a class) would be resident
-//! before the thread needs it; the rest stays carved, so the page's owner
-//! and state do not change.  A refill takes them after the inbox (the
-//! seed's order) and before central, whose blocks may be of pages other
-//! threads still own (their frees are remote).
-static void* bin_link_some(hak_heap_t* h, unsigned cls, uintptr_t run, uint32_t n, uint32_t* got) {
-  PoolTLSBinAux* x = &h->aux[cls];
-  uint32_t bs = hak__class_size[cls];
-  uint32_t k = HAK_LINK_BYTES / bs;
-  if (k < 4) k = 4;
-  if (k > n || !bin_run_slot(h, cls, run, run + (uintptr_t)n * bs)) k = n;
-  bin_link_run(run, k, bs);
-  x->pend = k < n ? run + (uintptr_t)k * bs : 0;   /* no stale pointer: HAKMEM_VALGRIND's leak check */
-  x->pend_n = n - k;
-  *got = k;
-  return (void*)run;
-}
-
 /* A list's sizes.  Tiny: a base of about 64 KiB (32 to 1024 blocks), a
  * limit up to 512 KiB (16384 blocks at most), refills of up to 128 KiB:
  * a large limit is for holding a batch a thread frees and reallocates
@@ -130,19 +99,28 @@ static void bin_shrink_limit(PoolTLSBin* b) {
   if (b->limit >= 2 * b->base) hak__bin_limit_set(b, b->limit - b->base);
 }
 
-//! How many fresh blocks a carve links: linking touches every block, so a
+//! How many fresh blocks a carve takes, and links (writing each one).  A
 //! class's first carve in a heap takes a page's worth (4 blocks at least):
 //! a thread that allocates a block or two of a class does not pay for a
 //! refill's worth of pages (one block of every small class: 332 resident
-//! pages before, 82 after).  Later carves take all they want: a ramp over
-//! several carves kept pages partly carved, and owned, for longer, and
-//! larson's threads, freeing the blocks of those pages, made 10x the
-//! remote frees (-5%).  A recycled heap has carved before: full batches.
+//! pages before, 82 after).  Later carves take HAK_LINK_BYTES at most (4
+//! blocks at least), where a refill wants up to 128 KiB: the whole batch
+//! was resident before the thread needed it (Tiny band peak RSS 5.19 ->
+//! 5.09 MB).  A carve cut short leaves the rest of its page to the next
+//! refill, which carves on before it asks central (carve_on): a ramp that
+//! asked central first took blocks of pages other threads still own, and
+//! larson's remote frees rose 10x (-5%).
 static uint32_t bin_carve_want(const PoolTLSBinAux* x, unsigned cls, uint32_t want) {
-  if (x->carved_once) return want;
-  uint32_t first = 4096 / hak__class_size[cls];
-  if (first < 4) first = 4;
-  return first < want ? first : want;
+  uint32_t most = (x->carved_once ? HAK_LINK_BYTES : 4096) / hak__class_size[cls];
+  if (most < 4) most = 4;
+  return most < want ? most : want;
+}
+
+//! Whether the carved run [run, run + n blocks) leaves blocks in its page.
+static int bin_carve_cut(uintptr_t run, uint32_t n, unsigned cls) {
+  hak_page_t* pg = hak__page_of(run);
+  uintptr_t bs = hak__class_size[cls];
+  return run + n * bs < hak__page_first(pg) + pg->capacity * bs;
 }
 
 /* A class that keeps borrowing refills after this many borrows in a row:
@@ -162,25 +140,31 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
     if (!want) want = 1;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
-    if (!chain && x->pend_n) chain = bin_link_some(h, cls, x->pend, x->pend_n, &n);
-    if (!chain && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) bin_grow_limit(b, cls);
+    uintptr_t run = 0;
+    if (!chain && x->carve_on) {         /* the last carve was cut short: its page first */
+      x->carve_on = 0;
+      run = hak__small_carve(h, cls, bin_carve_want(x, cls, want), &n, HAK_CARVE_ACTIVE);
+    }
+    if (!chain && !run && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) bin_grow_limit(b, cls);
     if (!chain) {
       want = bin_carve_want(x, cls, want);
-      uintptr_t run = hak__small_carve(h, cls, want, &n, 0);     /* active pages, orphans */
+      if (!run) run = hak__small_carve(h, cls, want, &n, HAK_CARVE_ADOPT);   /* active pages, orphans */
       if (!run && borrow && x->borrow_run < BIN_BORROW_RUN) {
         /* the next step is a fresh page: W_MAX lets a larger cached block
          * serve instead (waste traded for a hit), a few times in a row */
         void* p = hak__pool_borrow(h, cls, req);
         if (p) { x->borrow_run++; return p; }
       }
-      if (!run) run = hak__small_carve(h, cls, want, &n, 1);
+      if (!run) run = hak__small_carve(h, cls, want, &n, HAK_CARVE_FRESH);
       if (!run && borrow) {
         void* p = hak__pool_borrow(h, cls, req);   /* out of memory: any fit will do */
         if (p) return p;
       }
       if (!run) { errno = ENOMEM; return NULL; }
       x->carved_once = 1;                /* not before: a borrow carves nothing */
-      chain = bin_link_some(h, cls, run, n, &n);
+      x->carve_on = bin_carve_cut(run, n, cls);
+      bin_link_run(run, n, hak__class_size[cls]);
+      chain = (void*)run;
     }
     b->head = chain;
     hak__bin_count_set(b, n);
@@ -355,29 +339,6 @@ void hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p) {
   b->head = p;
   HAK_BUMP(b->frees, 1);
   if (hak__bin_count(b) > b->limit) bin_spill(h, cls, b);
-}
-
-//! Hands the carved blocks no list holds yet back to their page, where
-//! they are its last carve (always, unless an aligned carve came after),
-//! else links them into the central lists.  Thread exit (the page is then
-//! left for adoption: a run kept by the parked heap would hand out blocks
-//! of a page another thread owns, and keep that page from going back) and
-//! trim.
-void hak__bin_flush_pending(hak_heap_t* h) {
-  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-    PoolTLSBinAux* x = &h->aux[c];
-    if (!x->pend_n) continue;
-    uint32_t n = x->pend_n, bs = hak__class_size[c];
-    PoolTLSPage* s = bin_run_slot(h, c, x->pend, x->pend + (uintptr_t)n * bs);
-    if (s) {
-      s->bump = x->pend;
-    } else {
-      bin_link_run(x->pend, n, bs);
-      hak__small_central_push(h, c, (void*)x->pend, (void*)(x->pend + (uintptr_t)(n - 1) * bs), n);
-    }
-    x->pend_n = 0;
-    x->pend = 0;
-  }
 }
 
 //! Hands every cached small block to the central lists (thread exit, trim).

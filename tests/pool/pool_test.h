@@ -109,16 +109,13 @@ static inline void pt_fill(unsigned c, unsigned k) {
 
 /* Takes away what class c has cached outside the lists (central lists,
  * active pages), so that its next refill would need a fresh page.  The
- * central blocks are kept in *st and go back with pt_unstarve; the carved
- * blocks no list holds yet (tiny.c bin_link_some) go back to their page,
- * which is then retired. */
+ * central blocks are kept in *st and go back with pt_unstarve. */
 typedef struct { void* chain[64]; uint32_t n[64]; unsigned k; } pt_stash_t;
 static inline void pt_starve(unsigned c, pt_stash_t* st) {
   hak_heap_t* h = pt_heap();
   st->k = 0;
   uint32_t n;
   void* chain;
-  hak__bin_flush_pending(h);   /* carved, unlinked blocks: back to their page (or to central) */
   while (st->k < 64 && (chain = hak__small_central_pop(h, c, 1u << 20, &n, NULL)) != NULL) {
     st->chain[st->k] = chain;
     st->n[st->k++] = n;

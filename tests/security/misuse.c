@@ -79,9 +79,9 @@ static int c_invalid_free_page(void) {   /* a never-used page of a small segment
   char* seg = (char*)((uintptr_t)b & ~(uintptr_t)(4 * MiB - 1));
   say_ptr(seg + 63 * 65536); A_FREE(seg + 63 * 65536); return EX_MISSED;
 }
-/* a block start malloc never returned: past what the thread's list holds,
- * in the unlinked rest of a carve (tiny.c bin_link_some) or past the bump;
- * the default mode takes it (README.md says so), secure mode must not */
+/* a block start malloc never returned, past the page's bump pointer: within
+ * the next carve (30), or further (60); the default mode takes it
+ * (README.md says so), secure mode must not */
 static int unreturned(int k) {
   char* p[5];
   for (int i = 0; i < 5; i++) p[i] = must(A_MALLOC(800));   /* class 896: 72 blocks a page */
@@ -94,7 +94,7 @@ static int unreturned(int k) {
   }
   return EX_MISSED;
 }
-static int c_invalid_unreturned_run(void) { return unreturned(30); }
+static int c_invalid_unreturned_next(void) { return unreturned(30); }
 static int c_invalid_unreturned_bump(void) { return unreturned(60); }
 static int c_invalid_wild(void) { void* p = (void*)(uintptr_t)0x7ff012345670ULL; say_ptr(p); A_FREE(p); return EX_MISSED; }
 static int c_invalid_low(void) { void* p = (void*)(uintptr_t)0x1010; say_ptr(p); A_FREE(p); return EX_MISSED; }
@@ -361,7 +361,7 @@ static const case_t cases[] = {
   {"invalid-free/fake-segment", c_invalid_fake_segment, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/free-page", c_invalid_free_page, 1, {"invalid", 0}, 0, 0},
   {"invalid-free/wild", c_invalid_wild, 1, {"invalid", 0}, 0, 0},
-  {"unreturned/carved-run", c_invalid_unreturned_run, 0, {0}, 0, 0},
+  {"unreturned/next-carve", c_invalid_unreturned_next, 0, {0}, 0, 0},
   {"unreturned/past-bump", c_invalid_unreturned_bump, 0, {0}, 0, 0},
   {"invalid-free/low", c_invalid_low, 1, {"invalid", 0}, 0, 0},
   {"interior/tiny+16", c_interior_tiny, 1, {"interior", "invalid", 0}, 0, 0},
