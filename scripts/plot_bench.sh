@@ -7,7 +7,8 @@
 #   other than SUBJECT (default hakmem) on that row; 1.0 = best peer, higher
 #   is better (lower-is-better rows such as fastpath are inverted).
 # OUT_PREFIX-rss.svg: median peak RSS in MB (log scale); for *.steady_rss
-#   rows, the RSS during the steady phase after the burst.
+#   rows, the RSS during the steady phase after the burst; for *.over_live
+#   rows, peak RSS minus the bytes the benchmark held live.
 set -euo pipefail
 SUM=$1 OUT=$2 SUBJ=${3:-hakmem} ORDER=${4:-}
 command -v gnuplot >/dev/null || { echo "plot_bench: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
@@ -17,7 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 # perf.dat / rss.dat: a header line of allocator names, then one line per row
 awk -F'\t' -v subj="$SUBJ" -v dir="$tmp" -v order="$ORDER" '
   BEGIN { n = split(order, o, ","); for (i = 1; i <= n; i++) { ai[o[i]] = ++na; A[na] = o[i] } }
-  { key = $1 "/T" $2; if (!(key in seen)) { seen[key] = 1; rows[++nr] = key; steady[key] = ($1 ~ /steady_rss$/) }
+  { key = $1 "/T" $2; if (!(key in seen)) { seen[key] = 1; rows[++nr] = key; steady[key] = ($1 ~ /(steady_rss|over_live)$/) }
     if (!($3 in ai)) { ai[$3] = ++na; A[na] = $3 }
     v[key, $3] = $4; low[key] = ($6 == "lower"); pk[key, $3] = $7 }
   END {
@@ -62,7 +63,7 @@ GP
 gnuplot <<GP
 $common
 set output '$OUT-rss.svg'
-set title 'Peak RSS in MB, log scale (steady_rss rows: RSS in the steady phase after the burst; lower is better)'
+set title 'Peak RSS in MB, log scale (steady_rss rows: RSS in the steady phase after the burst; over_live rows: peak RSS beyond the live bytes; lower is better)'
 set ylabel 'MB'
 set logscale y
 plot for [i=2:$ncol] '$tmp/rss.dat' using i:xtic(1)

@@ -92,10 +92,10 @@ run_one() {  # run_one INDEX TOTAL REP WORKLOAD T ALLOC CMD
   t0=$(date +%s.%N)
   out=$(timeout "$tmo" "${envs[@]}" $cmd 2>"$WORK/stderr") || rc=$?
   t1=$(date +%s.%N)
-  local line val unit peak steady mso status=ok
+  local line val unit peak steady over mso status=ok
   line=$(grep '^RESULT ' <<<"$out" | tail -1 || true)
   kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
-  val=$(kv value); unit=$(kv unit); peak=$(kv peak_rss_kb); steady=$(kv steady_rss_kb); mso=$(kv malloc_so)
+  val=$(kv value); unit=$(kv unit); peak=$(kv peak_rss_kb); steady=$(kv steady_rss_kb); over=$(kv over_live_kb); mso=$(kv malloc_so)
   if [ "$rc" -eq 3 ] || { [ -n "$mso" ] && [[ $mso != *"$expect"* ]]; }; then
     cat "$WORK/stderr" >&2
     die "the preload did not take effect: allocator '$a' (LD_PRELOAD=${so:-none}) but malloc came from '${mso:-?}'. Command: $cmd"
@@ -105,11 +105,14 @@ run_one() {  # run_one INDEX TOTAL REP WORKLOAD T ALLOC CMD
     FAILED=1
     echo "!! $w T=$t $a: $status; command: ${envs[*]} $cmd" >&2
     sed 's/^/!!   /' "$WORK/stderr" | tail -5 >&2
-    val=""; peak=""; steady=""
+    val=""; peak=""; steady=""; over=""
   fi
   echo "$idx,$rep,$w,$(wl_threads "$w" "$t"),$a,$val,$unit,higher,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$peak,$steady,$status,$mso,\"$cmd\"" >>"$CSV"
   if [ -n "$steady" ]; then  # burst: the steady-phase RSS is a result of its own
     echo "$idx,$rep,$w.steady_rss,$(wl_threads "$w" "$t"),$a,$steady,kB,lower,0,$peak,$steady,$status,$mso,\"$cmd\"" >>"$CSV"
+  fi
+  if [ -n "$over" ]; then  # prodcons: peak RSS beyond the bytes the benchmark held live
+    echo "$idx,$rep,$w.over_live,$(wl_threads "$w" "$t"),$a,$over,kB,lower,0,$peak,,$status,$mso,\"$cmd\"" >>"$CSV"
   fi
   printf '[%4d/%d] rep %d %-14s T=%-2s %-10s %9s %-9s peak %6s MB  (%ss)%s\n' "$idx" "$total" "$rep" "$w" "$(wl_threads "$w" "$t")" "$a" \
     "$( [ -n "$val" ] && human "$val" || echo '-')" "$unit" "$( [ -n "$peak" ] && echo $((peak / 1024)) || echo '-')" \
@@ -161,6 +164,8 @@ write_md() {
   echo "Each cell: median throughput (or value) and median peak RSS. Ratio: $SUBJECT against the best of the others,"
   echo "as a speed-up (>1 means $SUBJECT is better; for lower-is-better rows it is best/$SUBJECT)."
   echo "Rows ending in .steady_rss are the RSS during the steady phase after a 256 MB burst (lower is better)."
+  echo "Rows ending in .over_live are peak RSS minus the most bytes the benchmark held live (kB, lower is"
+  echo "better): a faster producer keeps prodcons's queue fuller, so peak RSS alone favours a slower allocator."
   echo "fastpath rows are callgrind instructions per malloc+free pair (lower is better). FAIL = crash or timeout."
   echo "spread: the largest (max-min)/median over the repeats among the allocators of the row; a ratio"
   echo "closer to 1 than about half the spread may be noise."

@@ -262,12 +262,15 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
   uint32_t freeing;                 /* the thread only frees this class: the list stays short */
   uint32_t carved_once;             /* the heap has carved fresh blocks of this class (tiny.c) */
   uint32_t carve_on;                /* the last carve was cut short: its page has more (tiny.c) */
+  uint64_t frees_at_refill;         /* the class's free counter at its last refill (tiny.c) */
 } PoolTLSBinAux;
 
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
 #define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
 #define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
+#define HAK_ALLOC_ONLY_BYTES (32u * 1024)    /* most a refill takes when the list freed nothing since the last */
+#define HAK_FREEING_TINY_BYTES (16u * 1024)  /* a free-only Tiny list's spill batch (tiny.c, bin_spill) */
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;

@@ -23,7 +23,10 @@ static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
  * limit up to 512 KiB (16384 blocks at most), refills of up to 128 KiB:
  * a large limit is for holding a batch a thread frees and reallocates
  * (batch16); a thread that only allocates (a producer) should not take
- * 256 KiB per refill (prodcons_tiny peak RSS 19 -> 22 MB). */
+ * 256 KiB per refill (prodcons_tiny peak RSS 19 -> 22 MB).  A Tiny list
+ * that freed nothing since its last refill takes HAK_ALLOC_ONLY_BYTES at
+ * most, and one that only frees spills HAK_FREEING_TINY_BYTES at a time
+ * (bin_spill): what the two ends of a producer-consumer pair hold. */
 
 //! The limit a list starts from.
 static uint32_t bin_base(unsigned cls) {
@@ -137,6 +140,11 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
       hak__bin_limit_set(b, b->base);
     }
     uint32_t most = bin_refill_most(cls);
+    if (cls < HAK_TINY_CLASSES && b->frees == x->frees_at_refill) {
+      uint32_t only = HAK_ALLOC_ONLY_BYTES / hak__class_size[cls];   /* it only allocates */
+      if (only < most) most = only;
+    }
+    x->frees_at_refill = b->frees;
     uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
     if (!want) want = 1;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
@@ -214,9 +222,10 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
 }
 
 //! The blocks a free-only list gathers before it spills them: a base, and
-//! at most 512 KiB (a consumer's lists of every Mid class add up).
+//! at most 512 KiB for Mid (a consumer's lists of every Mid class add up)
+//! and HAK_FREEING_TINY_BYTES for Tiny.
 static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
-  uint32_t most = (uint32_t)((512 * 1024) / hak__class_size[cls]);
+  uint32_t most = (cls < HAK_TINY_CLASSES ? HAK_FREEING_TINY_BYTES : 512u * 1024) / hak__class_size[cls];
   uint32_t n = b->base < most ? b->base : most;
   return n < HAK_FREEING ? HAK_FREEING : n;
 }
@@ -293,22 +302,25 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
 //! should not send thousands of blocks through central.  Tiny sends its
 //! oldest batch (above); Mid its newest: Mid lists are short, and sending
 //! the oldest measured no gain there.
-//! A thread that allocated nothing of a Mid class since its last spill
-//! frees what others made: its list keeps its newest HAK_FREEING blocks
-//! and sends the rest, and spills again after a batch more (free-only
-//! threads held up to 18 MB each in remote_burst).  That spill walks
-//! HAK_FREEING links: its last block is the next spill's tail, trusted
-//! while the thread allocates nothing (walking the batch, blocks another
-//! core had just left, was 18% of producer-consumer's time).  Not Tiny: a
-//! thread that frees a batch and allocates it again (batch16) would lose
-//! half its speed, and Tiny lists hold little.  Out of line: its link walk
-//! makes calls in hardened mode, and the push stays a leaf.
+//! A thread that allocated nothing of a class since its last spill frees
+//! what others made: its list keeps its newest HAK_FREEING blocks and
+//! sends the rest, and spills again after a batch more (free-only threads
+//! held up to 18 MB each in remote_burst).  That spill walks HAK_FREEING
+//! links: its last block is the next spill's tail, trusted while the
+//! thread allocates nothing (walking the batch, blocks another core had
+//! just left, was 18% of producer-consumer's time).  Tiny only while its
+//! limit never grew: a thread that frees a batch and allocates it again
+//! (batch16) grows its limit to hold the batch and must keep it.  A Tiny
+//! consumer's lists held 0.9 MB in prodcons_tiny, and its 64 KiB batches
+//! (then the producer's refills of them) were most of what central held.
+//! Out of line: its link walk makes calls in hardened mode, and the push
+//! stays a leaf.
 static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint64_t allocs = hak__bin_allocs(b);
   uint32_t count = hak__bin_count(b);
   int tiny = cls < HAK_TINY_CLASSES;
-  int freeing = !tiny && allocs == x->alloc_at_spill && count > HAK_FREEING;
+  int freeing = allocs == x->alloc_at_spill && count > HAK_FREEING && (!tiny || b->limit <= b->base);
   x->alloc_at_spill = allocs;
   if (freeing) {
     x->freeing = 1;

@@ -106,12 +106,16 @@ static void test_aligned(void) {
   hak_heap_t* h = pt_heap();
   PoolTLSBin* b = pt_bin(h, t);
   void* u[2] = {NULL, NULL};
-  int nu = 0;
-  for (int i = 0; i < 200; i++) {
-    CHECK((w[i] = A_MALLOC(1000)) != NULL, "malloc");
-    if (nu < 2 && (uintptr_t)w[i] % 1024) { u[nu++] = w[i]; w[i] = NULL; }
+  int nu = 0, nw = 0;
+  /* central may hold only aligned blocks (the memaligns above): take
+   * blocks until two unaligned ones come, from pages of other colours */
+  static void* ws[4000];
+  while (nu < 2 && nw < 4000) {
+    CHECK((ws[nw] = A_MALLOC(1000)) != NULL, "malloc");
+    if ((uintptr_t)ws[nw] % 1024) { u[nu++] = ws[nw]; ws[nw] = NULL; }
+    nw++;
   }
-  CHECK(nu == 2, "no unaligned 1 KiB blocks among 200");
+  CHECK(nu == 2, "no unaligned 1 KiB blocks among %d", nw);
   void* a = A_MEMALIGN(1024, 1000);
   CHECK(a && (uintptr_t)a % 1024 == 0, "memalign(1024, 1000) = %p", a);
   uintptr_t ua = (uintptr_t)a, top = (uintptr_t)u[0];   /* compared after their frees */
@@ -132,7 +136,7 @@ static void test_aligned(void) {
         (unsigned long long)hak__bin_allocs(b));
   CHECK((uintptr_t)b->head == top, "the list's top moved: %p", b->head);
   A_FREE(again);
-  for (int i = 0; i < 200; i++) A_FREE(w[i]);
+  for (int i = 0; i < nw; i++) A_FREE(ws[i]);
 }
 
 //! Large segments take colours too (l25.c): the blocks of a class start at

@@ -2,6 +2,10 @@
  *  1. A thread that frees a class it does not allocate keeps at most
  *     HAK_FREEING blocks and one batch of it; the rest reaches central at
  *     once, and its list has its whole limit again when it next allocates.
+ *     So too a Tiny class, whose batch is HAK_FREEING_TINY_BYTES; and a
+ *     thread that only allocates a Tiny class asks central for
+ *     HAK_ALLOC_ONLY_BYTES at most per refill (a whole chain may bring up
+ *     to twice that).
  *  2. A heap parked at thread exit starts its next thread from the base
  *     Tiny limits, not the limits its last thread grew.
  *  3. An exiting thread's partly carved page is carved on by the next
@@ -44,6 +48,45 @@ static void* free_only(void* arg) {
 
 #define N_TINY 20000
 static void* tiny_blocks[N_TINY];
+#define FO_SIZE 64
+#define FO_N 8000
+
+static void* tiny_free_only(void* arg) {
+  (void)arg;
+  hak_heap_t* h = pt_heap();
+  unsigned c = (unsigned)hak__small_class(FO_SIZE);
+  PoolTLSBin* b = pt_bin(h, c);
+  uint32_t batch = HAK_FREEING_TINY_BYTES / FO_SIZE, most = 0;
+  for (int i = 0; i < FO_N; i++) {
+    A_FREE(tiny_blocks[i]);
+    if (hak__bin_count(b) > most) most = hak__bin_count(b);
+  }
+  CHECK(h->aux[c].freeing, "a thread that only frees class %d is not in free-only mode", FO_SIZE);
+  /* the first spill is an ordinary one (the list had its base then) */
+  CHECK(hak__bin_count(b) <= HAK_FREEING + batch, "a free-only Tiny list holds %u blocks (batch %u)",
+        hak__bin_count(b), batch);
+  CHECK(most <= b->base + 1, "a free-only Tiny list held %u blocks at most (base %u)", most, b->base);
+  return NULL;
+}
+
+static void* tiny_alloc_only(void* arg) {
+  (void)arg;
+  hak_heap_t* h = pt_heap();
+  unsigned c = (unsigned)hak__small_class(FO_SIZE);
+  PoolTLSBin* b = pt_bin(h, c);
+  uint64_t pop0 = PT_CSTAT(h, central_pop, c);
+  uint32_t most = 0, cap = HAK_ALLOC_ONLY_BYTES / FO_SIZE;
+  for (int i = 0; i < FO_N; i++) {
+    CHECK((tiny_blocks[i] = A_MALLOC(FO_SIZE)) != NULL, "malloc(%d)", FO_SIZE);
+    if (hak__bin_count(b) > most) most = hak__bin_count(b);
+  }
+  CHECK(PT_CSTAT(h, central_pop, c) - pop0 >= (uint64_t)FO_N / 2,
+        "an allocating thread took %llu of %d blocks from central: the test tests nothing",
+        (unsigned long long)(PT_CSTAT(h, central_pop, c) - pop0), FO_N);
+  CHECK(most < 2 * cap, "a thread that only allocates held %u blocks after a refill (asked for %u at most)", most,
+        cap);
+  return NULL;
+}
 static hak_heap_t* grower_heap;
 
 static void* grower(void* arg) {
@@ -105,6 +148,12 @@ int main(void) {
   /* 1 */
   for (int i = 0; i < N_MID; i++) CHECK((mid_blocks[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
   run(free_only, NULL);
+
+  /* 1, Tiny: main allocates, a thread frees; then a thread allocates them back from central */
+  for (int i = 0; i < FO_N; i++) CHECK((tiny_blocks[i] = A_MALLOC(FO_SIZE)) != NULL, "malloc(%d)", FO_SIZE);
+  run(tiny_free_only, NULL);
+  run(tiny_alloc_only, NULL);
+  for (int i = 0; i < FO_N; i++) A_FREE(tiny_blocks[i]);
 
   /* 2 */
   run(grower, NULL);
