@@ -80,6 +80,7 @@ void hak__bin_reset(hak_heap_t* h) {
     h->aux[c].freeing = 0;
     h->aux[c].borrow_run = 0;
     h->aux[c].alloc_at_spill = 0;      /* the counters start again from zero (stats merge) */
+    h->aux[c].frees_at_refill = 0;
     bin_forget_cuts(&h->aux[c]);       /* carved_once stays: bin_carve_want */
   }
 }
@@ -309,7 +310,8 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
 //! links: its last block is the next spill's tail, trusted while the
 //! thread allocates nothing (walking the batch, blocks another core had
 //! just left, was 18% of producer-consumer's time).  Tiny only while its
-//! limit never grew: a thread that frees a batch and allocates it again
+//! limit never grew (or it is free-only already: 16-byte blocks' free-only
+//! limit, 4 + 1024, is above their base): a thread that frees a batch and allocates it again
 //! (batch16) grows its limit to hold the batch and must keep it.  A Tiny
 //! consumer's lists held 0.9 MB in prodcons_tiny, and its 64 KiB batches
 //! (then the producer's refills of them) were most of what central held.
@@ -320,7 +322,7 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   uint64_t allocs = hak__bin_allocs(b);
   uint32_t count = hak__bin_count(b);
   int tiny = cls < HAK_TINY_CLASSES;
-  int freeing = allocs == x->alloc_at_spill && count > HAK_FREEING && (!tiny || b->limit <= b->base);
+  int freeing = allocs == x->alloc_at_spill && count > HAK_FREEING && (!tiny || x->freeing || b->limit <= b->base);
   x->alloc_at_spill = allocs;
   if (freeing) {
     x->freeing = 1;

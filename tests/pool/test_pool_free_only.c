@@ -51,21 +51,30 @@ static void* tiny_blocks[N_TINY];
 #define FO_SIZE 64
 #define FO_N 8000
 
+//! Frees FO_N blocks of size (uintptr_t)arg made by another thread.
 static void* tiny_free_only(void* arg) {
-  (void)arg;
+  size_t sz = (size_t)(uintptr_t)arg;
   hak_heap_t* h = pt_heap();
-  unsigned c = (unsigned)hak__small_class(FO_SIZE);
+  unsigned c = (unsigned)hak__small_class(sz);
   PoolTLSBin* b = pt_bin(h, c);
-  uint32_t batch = HAK_FREEING_TINY_BYTES / FO_SIZE, most = 0;
+  uint32_t batch = HAK_FREEING_TINY_BYTES / (uint32_t)sz, most = 0, least = ~0u;
+  if (batch > b->base) batch = b->base;
   for (int i = 0; i < FO_N; i++) {
     A_FREE(tiny_blocks[i]);
-    if (hak__bin_count(b) > most) most = hak__bin_count(b);
+    uint32_t n = hak__bin_count(b);
+    if (n > most) most = n;
+    if (i > 2 * (int)b->base && n < least) least = n;
   }
-  CHECK(h->aux[c].freeing, "a thread that only frees class %d is not in free-only mode", FO_SIZE);
-  /* the first spill is an ordinary one (the list had its base then) */
-  CHECK(hak__bin_count(b) <= HAK_FREEING + batch, "a free-only Tiny list holds %u blocks (batch %u)",
+  CHECK(h->aux[c].freeing, "a thread that only frees class %zu is not in free-only mode", sz);
+  CHECK(hak__bin_count(b) <= HAK_FREEING + batch, "a free-only Tiny list of %zu B holds %u blocks (batch %u)", sz,
         hak__bin_count(b), batch);
-  CHECK(most <= b->base + 1, "a free-only Tiny list held %u blocks at most (base %u)", most, b->base);
+  /* held at most: its base before its first spill went free-only, or a batch after */
+  uint32_t bound = b->base > HAK_FREEING + batch ? b->base : HAK_FREEING + batch;
+  CHECK(most <= bound + 1, "a free-only Tiny list held %u blocks at most (base %u, batch %u)", most, b->base, batch);
+  /* each spill keeps HAK_FREEING: a list that left free-only mode would
+   * spill half (16-byte blocks, whose free-only limit is above their base) */
+  CHECK(least == HAK_FREEING, "a free-only Tiny list of %zu B kept %u blocks at a spill, not %d", sz, least,
+        HAK_FREEING);
   return NULL;
 }
 
@@ -150,8 +159,10 @@ int main(void) {
   run(free_only, NULL);
 
   /* 1, Tiny: main allocates, a thread frees; then a thread allocates them back from central */
+  for (int i = 0; i < FO_N; i++) CHECK((tiny_blocks[i] = A_MALLOC(16)) != NULL, "malloc(16)");
+  run(tiny_free_only, (void*)(uintptr_t)16);
   for (int i = 0; i < FO_N; i++) CHECK((tiny_blocks[i] = A_MALLOC(FO_SIZE)) != NULL, "malloc(%d)", FO_SIZE);
-  run(tiny_free_only, NULL);
+  run(tiny_free_only, (void*)(uintptr_t)FO_SIZE);
   run(tiny_alloc_only, NULL);
   for (int i = 0; i < FO_N; i++) A_FREE(tiny_blocks[i]);
 
