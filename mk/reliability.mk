@@ -79,7 +79,7 @@ test-tsan:
 	$(MAKE) --no-print-directory SAN=thread BUILD=build-thread EXTRA_CFLAGS="-DHAK_NO_OVERRIDE=1" lib $(call rel_bins,build-thread)
 	TSAN_OPTIONS=halt_on_error=1:die_after_fork=0:report_signal_unsafe=0:second_deadlock_stack=1 \
 	STRESS_THREADS=4 STRESS_DURATION=$${STRESS_DURATION:-10} LIFECYCLE_FORKS=$${LIFECYCLE_FORKS:-200} \
-	LIFECYCLE_THREADS=$${LIFECYCLE_THREADS:-3000} FAULTS_REPS=4 \
+	LIFECYCLE_THREADS=$${LIFECYCLE_THREADS:-3000} FAULTS_REPS=4 FAULTS_ENV_MAX=12 \
 	bash -c '$(rel_run)' rel build-thread
 
 test-ubsan:
