@@ -11,7 +11,7 @@
 #   WORKLOADS=...        comma list, default all (see wl_cmd below); "fastpath"
 #                        is the callgrind instruction count (needs valgrind)
 #   SUBJECT=hakmem       the allocator whose ratio to the best other one is shown
-#   OUT=bench/results/latest   output prefix (.csv .md .svg -rss.svg .summary.tsv)
+#   OUT=bench/results/latest   output prefix (.csv .md .svg -rss.svg .summary.tsv .paired.tsv)
 #   BUILD=build          where the workload binaries are
 #   BENCH_HAKMEM_SO, BENCH_MIMALLOC_SO, BENCH_JEMALLOC_SO, BENCH_TCMALLOC_SO
 #                        override library paths
@@ -137,7 +137,20 @@ report() {
     END { for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP)
       mv = med(v[k]); sp = SPREAD
       printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", f[1], f[2], f[3], mv, unit[k], better[k], med(p[k]), ok[k], all[k], st[k], sp } }' "$CSV" >"$sum"
-  write_md "$sum" >"$OUT.md"
+  # paired: workload threads allocator median over the repeats of the
+  # subject's ratio to the allocator within one repeat (a row's allocators
+  # run back to back, so a drift of the host's load cancels out)
+  awk -F, -v subj="$SUBJECT" '
+    function med(s,   a, n, i, j, x) { n = split(s, a, " "); if (!n) return "";
+      for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    NR > 1 && $12 == "ok" && $6 != "" { v[$3 SUBSEP $4 SUBSEP $5 SUBSEP $2] = $6; low[$3 SUBSEP $4] = ($8 == "lower") }
+    END { for (x in v) { split(x, f, SUBSEP); if (f[3] == subj) continue
+        s = f[1] SUBSEP f[2] SUBSEP subj SUBSEP f[4]; if (!(s in v)) continue
+        a = v[x] + 0; b = v[s] + 0; if (a <= 0 || b <= 0) continue
+        key = f[1] "\t" f[2] "\t" f[3]; L[key] = L[key] " " (low[f[1] SUBSEP f[2]] ? a / b : b / a) }
+      for (key in L) printf "%s\t%s\n", key, med(L[key]) }' "$CSV" >"$OUT.paired.tsv"
+  write_md "$sum" "$OUT.paired.tsv" >"$OUT.md"
   if command -v gnuplot >/dev/null; then
     bash scripts/plot_bench.sh "$sum" "$OUT" "$SUBJECT" "$ALLOCATORS" || echo "run_bench_suite: plotting failed" >&2
   else
@@ -146,7 +159,7 @@ report() {
 }
 
 write_md() {
-  local sum=$1
+  local sum=$1 paired=$2
   local cpu
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "# hakmem benchmark results"
@@ -167,39 +180,44 @@ write_md() {
   echo "Rows ending in .over_live are peak RSS minus the most bytes the benchmark held live (kB, lower is"
   echo "better): a faster producer keeps prodcons's queue fuller, so peak RSS alone favours a slower allocator."
   echo "fastpath rows are callgrind instructions per malloc+free pair (lower is better). FAIL = crash or timeout."
+  echo "paired: the median over the repeats of the same ratio within one repeat (a row's allocators run"
+  echo "back to back, so a drift of the host's load cancels out); the per-allocator table below uses it too."
   echo "spread: the largest (max-min)/median over the repeats among the allocators of the row; a ratio"
   echo "closer to 1 than about half the spread may be noise."
   echo
-  awk -F'\t' -v allocs="$ALLOCATORS" -v subj="$SUBJECT" '
+  awk -F'\t' -v allocs="$ALLOCATORS" -v subj="$SUBJECT" -v pairedf="$paired" '
+    function pr(k, a) { return ((k, a) in P) ? sprintf("%.2f", P[k, a]) : "-" }
     function h(v,   a) { a = v < 0 ? -v : v; if (v == "") return "-";
       if (a >= 1e9) return sprintf("%.2fG", v / 1e9); if (a >= 1e6) return sprintf("%.2fM", v / 1e6);
       if (a >= 1e4) return sprintf("%.1fk", v / 1e3); return sprintf("%.4g", v) }
     function mb(k) { return k == "" ? "" : sprintf(" (%s MB)", k >= 10240 ? sprintf("%d", k / 1024) : sprintf("%.1f", k / 1024)) }
     function rat(s, b, lower) { if (s == "" || b == "" || s + 0 == 0 || b + 0 == 0) return "-"
       return sprintf("%.2f", lower ? b / s : s / b) }
+    FILENAME == pairedf { P[$1 SUBSEP $2, $3] = $4; next }
     { key = $1 SUBSEP $2; if (!(key in seen)) { seen[key] = 1; rows[++nr] = key; wl[key] = $1; th[key] = $2 }
       val[key, $3] = $4; unit[key] = $5; lower[key] = ($6 == "lower"); pk[key, $3] = $7; okn[key, $3] = $8
       if ($11 != "" && $11 + 0 > spr[key] + 0) spr[key] = $11 }
     END {
       na = split(allocs, A, ",")
-      printf "| workload | T | unit |"; for (i = 1; i <= na; i++) printf " %s |", A[i]; printf " %s / best other | spread |\n", subj
-      printf "|---|---|---|"; for (i = 1; i <= na; i++) printf "---|"; printf "---|---|\n"
+      printf "| workload | T | unit |"; for (i = 1; i <= na; i++) printf " %s |", A[i]; printf " %s / best other | paired | spread |\n", subj
+      printf "|---|---|---|"; for (i = 1; i <= na; i++) printf "---|"; printf "---|---|---|\n"
       for (r = 1; r <= nr; r++) { k = rows[r]; best = ""; bestn = ""
         printf "| %s | %s | %s |", wl[k], th[k], unit[k]
         for (i = 1; i <= na; i++) { a = A[i]; v = val[k, a]
           cell = ((k, a) in val) ? (v == "" ? "FAIL" : h(v) (unit[k] == "kB" ? "" : mb(pk[k, a]))) : "n/a"
           printf " %s |", cell
           if (a != subj && v != "") if (best == "" || (lower[k] ? v + 0 < best + 0 : v + 0 > best + 0)) { best = v; bestn = a } }
-        r2 = rat(val[k, subj], best, lower[k]); printf " %s%s | %s |\n", r2, (r2 == "-" ? "" : " vs " bestn), (k in spr) ? spr[k] "%" : "-" }
+        r2 = rat(val[k, subj], best, lower[k])
+        printf " %s%s | %s | %s |\n", r2, (r2 == "-" ? "" : " vs " bestn), (bestn == "" ? "-" : pr(k, bestn)), (k in spr) ? spr[k] "%" : "-" }
       printf "\n## %s against each other allocator\n\n", subj
-      printf "Speed ratio (>1: %s faster or leaner), then peak-RSS ratio %s/other (<1: %s uses less).\n\n", subj, subj, subj
+      printf "Speed ratio, paired (>1: %s faster or leaner), then peak-RSS ratio %s/other, of the medians (<1: %s uses less).\n\n", subj, subj, subj
       printf "| workload | T |"; for (i = 1; i <= na; i++) if (A[i] != subj) printf " vs %s |", A[i]; printf "\n|---|---|"
       for (i = 1; i <= na; i++) if (A[i] != subj) printf "---|"; printf "\n"
       for (r = 1; r <= nr; r++) { k = rows[r]; printf "| %s | %s |", wl[k], th[k]
         for (i = 1; i <= na; i++) { a = A[i]; if (a == subj) continue
-          s = rat(val[k, subj], val[k, a], lower[k]); m = rat(pk[k, subj], pk[k, a], 0)
+          s = pr(k, a); if (s == "-") s = rat(val[k, subj], val[k, a], lower[k]); m = rat(pk[k, subj], pk[k, a], 0)
           printf " %s%s |", s, (m == "-" || unit[k] == "kB" || wl[k] ~ /^fastpath/) ? "" : " / rss " m }
-        printf "\n" } }' "$sum"
+        printf "\n" } }' "$paired" "$sum"
 }
 
 # Snapshot the hakmem library: it may be rebuilt while the suite runs, and
@@ -302,5 +320,5 @@ report
 echo
 cat "$OUT.md"
 echo
-echo "run_bench_suite: wrote $OUT.csv $OUT.md $OUT.summary.tsv $( [ -f "$OUT.svg" ] && echo "$OUT.svg $OUT-rss.svg")"
+echo "run_bench_suite: wrote $OUT.csv $OUT.md $OUT.summary.tsv $OUT.paired.tsv $( [ -f "$OUT.svg" ] && echo "$OUT.svg $OUT-rss.svg")"
 [ "$FAILED" = 0 ] || { echo "run_bench_suite: some runs FAILED (see lines marked !! above and FAIL in the table)" >&2; exit 1; }
