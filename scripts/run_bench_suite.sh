@@ -147,9 +147,10 @@ report() {
     NR > 1 && $12 == "ok" && $6 != "" { v[$3 SUBSEP $4 SUBSEP $5 SUBSEP $2] = $6; low[$3 SUBSEP $4] = ($8 == "lower") }
     END { for (x in v) { split(x, f, SUBSEP); if (f[3] == subj) continue
         s = f[1] SUBSEP f[2] SUBSEP subj SUBSEP f[4]; if (!(s in v)) continue
-        a = v[x] + 0; b = v[s] + 0; if (a <= 0 || b <= 0) continue
-        key = f[1] "\t" f[2] "\t" f[3]; L[key] = L[key] " " (low[f[1] SUBSEP f[2]] ? a / b : b / a) }
-      for (key in L) printf "%s\t%s\n", key, med(L[key]) }' "$CSV" >"$OUT.paired.tsv"
+        key = f[1] "\t" f[2] "\t" f[3]; a = v[x] + 0; b = v[s] + 0
+        if (a <= 0 || b <= 0) { bad[key] = 1; continue }   # no ratio there: none for the row
+        L[key] = L[key] " " (low[f[1] SUBSEP f[2]] ? a / b : b / a) }
+      for (key in L) if (!(key in bad)) printf "%s\t%s\n", key, med(L[key]) }' "$CSV" | sort >"$OUT.paired.tsv"
   write_md "$sum" "$OUT.paired.tsv" >"$OUT.md"
   if command -v gnuplot >/dev/null; then
     bash scripts/plot_bench.sh "$sum" "$OUT" "$SUBJECT" "$ALLOCATORS" || echo "run_bench_suite: plotting failed" >&2
@@ -180,8 +181,9 @@ write_md() {
   echo "Rows ending in .over_live are peak RSS minus the most bytes the benchmark held live (kB, lower is"
   echo "better): a faster producer keeps prodcons's queue fuller, so peak RSS alone favours a slower allocator."
   echo "fastpath rows are callgrind instructions per malloc+free pair (lower is better). FAIL = crash or timeout."
-  echo "paired: the median over the repeats of the same ratio within one repeat (a row's allocators run"
-  echo "back to back, so a drift of the host's load cancels out); the per-allocator table below uses it too."
+  echo "paired: the median over the repeats of $SUBJECT's ratio to the allocator named in the previous column"
+  echo "within each repeat (a row's allocators run back to back, so a drift of the host's load cancels out);"
+  echo "the per-allocator table below uses it too (- where no repeat gives a pair of positive results)."
   echo "spread: the largest (max-min)/median over the repeats among the allocators of the row; a ratio"
   echo "closer to 1 than about half the spread may be noise."
   echo
@@ -203,8 +205,8 @@ write_md() {
       printf "|---|---|---|"; for (i = 1; i <= na; i++) printf "---|"; printf "---|---|---|\n"
       for (r = 1; r <= nr; r++) { k = rows[r]; best = ""; bestn = ""
         printf "| %s | %s | %s |", wl[k], th[k], unit[k]
-        for (i = 1; i <= na; i++) { a = A[i]; v = val[k, a]
-          cell = ((k, a) in val) ? (v == "" ? "FAIL" : h(v) (unit[k] == "kB" ? "" : mb(pk[k, a]))) : "n/a"
+        for (i = 1; i <= na; i++) { a = A[i]; have = ((k, a) in val); v = have ? val[k, a] : ""
+          cell = have ? (v == "" ? "FAIL" : h(v) (unit[k] == "kB" ? "" : mb(pk[k, a]))) : "n/a"
           printf " %s |", cell
           if (a != subj && v != "") if (best == "" || (lower[k] ? v + 0 < best + 0 : v + 0 > best + 0)) { best = v; bestn = a } }
         r2 = rat(val[k, subj], best, lower[k])
@@ -215,7 +217,7 @@ write_md() {
       for (i = 1; i <= na; i++) if (A[i] != subj) printf "---|"; printf "\n"
       for (r = 1; r <= nr; r++) { k = rows[r]; printf "| %s | %s |", wl[k], th[k]
         for (i = 1; i <= na; i++) { a = A[i]; if (a == subj) continue
-          s = pr(k, a); if (s == "-") s = rat(val[k, subj], val[k, a], lower[k]); m = rat(pk[k, subj], pk[k, a], 0)
+          s = pr(k, a); m = rat(pk[k, subj], pk[k, a], 0)
           printf " %s%s |", s, (m == "-" || unit[k] == "kB" || wl[k] ~ /^fastpath/) ? "" : " / rss " m }
         printf "\n" } }' "$paired" "$sum"
 }
