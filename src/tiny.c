@@ -310,13 +310,13 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
 //! links: its last block is the next spill's tail, trusted while the
 //! thread allocates nothing (walking the batch, blocks another core had
 //! just left, was 18% of producer-consumer's time).  Tiny only while its
-//! limit never grew (or it is free-only already: 16-byte blocks' free-only
-//! limit, 4 + 1024, is above their base): a thread that frees a batch and allocates it again
-//! (batch16) grows its limit to hold the batch and must keep it.  A Tiny
-//! consumer's lists held 0.9 MB in prodcons_tiny, and its 64 KiB batches
-//! (then the producer's refills of them) were most of what central held.
-//! Out of line: its link walk makes calls in hardened mode, and the push
-//! stays a leaf.
+//! limit never grew, or once free-only (16-byte blocks' free-only limit,
+//! 4 + 1024, is above their base): a thread that frees a batch and
+//! allocates it again (batch16) grows its limit to hold the batch and
+//! must keep it.  A Tiny consumer's lists held 0.9 MB in prodcons_tiny,
+//! and its 64 KiB batches (then the producer's refills of them) were most
+//! of what central held.  Out of line: its link walk makes calls in
+//! hardened mode, and the push stays a leaf.
 static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   PoolTLSBinAux* x = &h->aux[cls];
   uint64_t allocs = hak__bin_allocs(b);
