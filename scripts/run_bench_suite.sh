@@ -124,12 +124,14 @@ report() {
   local sum=$OUT.summary.tsv
   # workload threads allocator median_value unit better median_peak_kb n_ok n_all
   # last_failure spread_pct ((max-min)/median of the value over the repeats)
-  awk -F, '
+  # med(list): the median of a space-separated list; SPREAD: its (max-min)/median in %
+  local awk_med='
     function med(s,   a, n, i, j, x, m) { n = split(s, a, " "); SPREAD = ""; if (!n) return "";
       for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
       m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
       if (n > 1 && m + 0 > 0) SPREAD = sprintf("%.0f", 100 * (a[n] - a[1]) / m)
-      return m }
+      return m }'
+  awk -F, "$awk_med"'
     NR > 1 { k = $3 SUBSEP $4 SUBSEP $5; if (!(k in all)) { order[++no] = k }
       all[k]++; unit[k] = unit[k] ? unit[k] : $7; better[k] = $8
       if ($12 == "ok" && $6 != "") { v[k] = v[k] " " $6; ok[k]++; if ($10 != "") p[k] = p[k] " " $10 }
@@ -140,10 +142,7 @@ report() {
   # paired: workload threads allocator median over the repeats of the
   # subject's ratio to the allocator within one repeat (a row's allocators
   # run back to back, so a drift of the host's load cancels out)
-  awk -F, -v subj="$SUBJECT" '
-    function med(s,   a, n, i, j, x) { n = split(s, a, " "); if (!n) return "";
-      for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  awk -F, -v subj="$SUBJECT" "$awk_med"'
     NR > 1 && $12 == "ok" && $6 != "" { v[$3 SUBSEP $4 SUBSEP $5 SUBSEP $2] = $6; low[$3 SUBSEP $4] = ($8 == "lower") }
     END { for (x in v) { split(x, f, SUBSEP); if (f[3] == subj) continue
         s = f[1] SUBSEP f[2] SUBSEP subj SUBSEP f[4]; if (!(s in v)) continue

@@ -25,6 +25,6 @@ void* hak__drain_remote_lockfree(struct hak_heap* h, unsigned cls, uint32_t* got
 #define HAK_CARVE_ACTIVE 0   /* the thread's active pages */
 #define HAK_CARVE_ADOPT  1   /* then an orphan */
 #define HAK_CARVE_FRESH  2   /* then fresh pages */
-uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int from);
+uintptr_t hak__small_carve(struct hak_heap* h, unsigned cls, uint32_t max, uint32_t* got, int* left, int from);
 uintptr_t hak__small_carve_aligned(struct hak_heap* h, unsigned cls, size_t align);  /* align > 64 */
 #endif

@@ -281,8 +281,9 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
 
 //! Carves up to max blocks from the active pages, then (from HAK_CARVE_ADOPT
 //! on) from an orphan, then (HAK_CARVE_FRESH) from fresh pages.  Returns the
-//! first block of a contiguous run; *got counts it.
-uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int from) {
+//! first block of a contiguous run; *got counts it, and *left says whether
+//! its page has blocks past it.
+uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, int* left, int from) {
   for (int round = 0; round < 2; round++) {
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &h->pages[cls][i];
@@ -290,14 +291,18 @@ uintptr_t hak__small_carve(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* 
       uint32_t bs = s->page->block_size;
       uint32_t avail = (uint32_t)((s->end - s->bump) / bs);
       uint32_t n = avail < max ? avail : max;
+      uintptr_t run = small_slot_take(s, n);
       *got = n;
-      return small_slot_take(s, n);
+      *left = s->page != NULL;           /* a take that reaches the end retires the slot */
+      return run;
     }
-    if (round == 0 && (from == HAK_CARVE_ACTIVE || (!small_adopt(h, cls) &&
-        (from < HAK_CARVE_FRESH || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)))))
-      break;
+    if (round) break;
+    if (from == HAK_CARVE_ACTIVE) break;
+    if (small_adopt(h, cls)) continue;
+    if (from < HAK_CARVE_FRESH || !alloc_tls_page_batch(h, cls, hak__opt.pool_refill_batch)) break;
   }
   *got = 0;
+  *left = 0;
   return 0;
 }
 

@@ -120,13 +120,6 @@ static uint32_t bin_carve_want(const PoolTLSBinAux* x, unsigned cls, uint32_t wa
   return most < want ? most : want;
 }
 
-//! Whether the carved run [run, run + n blocks) leaves blocks in its page.
-static int bin_carve_cut(uintptr_t run, uint32_t n, unsigned cls) {
-  hak_page_t* pg = hak__page_of(run);
-  uintptr_t bs = hak__class_size[cls];
-  return run + n * bs < hak__page_first(pg) + pg->capacity * bs;
-}
-
 /* A class that keeps borrowing refills after this many borrows in a row:
  * borrowing only trades waste for a fresh page, and a class whose own
  * cache stays empty would otherwise take the slow path on every request. */
@@ -149,29 +142,30 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     uint32_t n, want = b->limit / 2 < most ? b->limit / 2 : most;
     if (!want) want = 1;
     void* chain = hak__drain_remote_lockfree(h, cls, &n);
+    uint32_t cw = bin_carve_want(x, cls, want);
     uintptr_t run = 0;
+    int left = 0;                        /* the carve left blocks in its page */
     if (!chain && x->carve_on) {         /* the last carve was cut short: its page first */
       x->carve_on = 0;
-      run = hak__small_carve(h, cls, bin_carve_want(x, cls, want), &n, HAK_CARVE_ACTIVE);
+      run = hak__small_carve(h, cls, cw, &n, &left, HAK_CARVE_ACTIVE);
     }
     if (!chain && !run && (chain = hak__small_central_pop(h, cls, want, &n, NULL)) != NULL) bin_grow_limit(b, cls);
     if (!chain) {
-      want = bin_carve_want(x, cls, want);
-      if (!run) run = hak__small_carve(h, cls, want, &n, HAK_CARVE_ADOPT);   /* active pages, orphans */
+      if (!run) run = hak__small_carve(h, cls, cw, &n, &left, HAK_CARVE_ADOPT);   /* active pages, orphans */
       if (!run && borrow && x->borrow_run < BIN_BORROW_RUN) {
         /* the next step is a fresh page: W_MAX lets a larger cached block
          * serve instead (waste traded for a hit), a few times in a row */
         void* p = hak__pool_borrow(h, cls, req);
         if (p) { x->borrow_run++; return p; }
       }
-      if (!run) run = hak__small_carve(h, cls, want, &n, HAK_CARVE_FRESH);
+      if (!run) run = hak__small_carve(h, cls, cw, &n, &left, HAK_CARVE_FRESH);
       if (!run && borrow) {
         void* p = hak__pool_borrow(h, cls, req);   /* out of memory: any fit will do */
         if (p) return p;
       }
       if (!run) { errno = ENOMEM; return NULL; }
       x->carved_once = 1;                /* not before: a borrow carves nothing */
-      x->carve_on = bin_carve_cut(run, n, cls);
+      x->carve_on = left;
       bin_link_run(run, n, hak__class_size[cls]);
       chain = (void*)run;
     }
