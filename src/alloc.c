@@ -317,7 +317,7 @@ void hak__free_with(hak_heap_t* h, void* p) {
 }
 
 HAK_API void* hak_memalign(size_t align, size_t n) {
-  if (align > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
+  if (align > ((size_t)1 << 63)) { errno = EINVAL; return NULL; }   /* glibc: above SIZE_MAX / 2 + 1 */
   if (align & (align - 1)) align = (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
   return hak__alloc_aligned(align, n);
 }

@@ -195,7 +195,7 @@ void hak__heap_fork_parent(void) {
 void hak__heap_fork_child(void) {
   pthread_mutex_init(&heap_lock, NULL);
   pthread_mutex_init(&heap_global_lock, NULL);
-  hak_heap_t* me = hak__tls_heap;
+  hak_heap_t* me = hak__heap_current();   /* not hak__tls_heap: the sentinel in secure and valgrind modes */
   atomic_store(&hak__anon_pops, 0);
   for (hak_heap_t* h = heap_all; h; h = h->next_all) {
     if (h == me) continue;

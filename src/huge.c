@@ -371,10 +371,36 @@ static char* huge_build(const huge_plan_t* pl, size_t need, size_t* dirty, huge_
   return dst;
 }
 
+//! Bytes of the runs of live huge blocks.
+size_t hak__huge_live_bytes(void) { return atomic_load_explicit(&huge_live, memory_order_relaxed); }
+
+/* calloc of a reused run clears its old contents with memset up to this
+ * many bytes (the pages are resident: no fault).  Beyond it the whole-page
+ * part is dropped instead (MADV_DONTNEED: it reads zero, and only the pages
+ * the program touches come back).  A memset of a 2 GiB run, of which the
+ * last user had touched one page, made all 2 GiB resident; glibc serves
+ * such sizes from fresh mappings, which cost faults on use the same way. */
+#define HUGE_CLEAR_MAX ((size_t)32 << 20)
+
+//! Clears n bytes at p of a reused run for calloc.
+static void huge_clear(char* p, size_t n) {
+  if (n > HUGE_CLEAR_MAX) {
+    char* lo = (char*)(((uintptr_t)p + HUGE_HDR - 1) & ~(HUGE_HDR - 1));
+    char* hi = (char*)(((uintptr_t)p + n) & ~(HUGE_HDR - 1));
+    if (hak__os_decommit(lo, (size_t)(hi - lo)) == 0) {
+      memset(p, 0, (size_t)(lo - p));
+      memset(hi, 0, (size_t)(p + n - hi));
+      return;
+    }
+  }
+  memset(p, 0, n);
+}
+
 //! A huge block: from cached pages when there are any, else fresh;
 //! zero = calloc (only bytes that may hold old contents are cleared).
 void* hak__huge_alloc(size_t size, size_t align, int zero) {
   if (size > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+  if (size == 0) size = 1;    /* a block of 0 at off would lie past its mapping, in a neighbour's chunk */
   int far = align > HAK_SEG_SIZE / 2;
   size_t off = align > HUGE_HDR ? align : HUGE_HDR;
   size_t guard = hak__opt.secure ? HUGE_HDR : 0;   /* HAKMEM_SECURE: a guard page after the block */
@@ -415,7 +441,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   hd->pc = pc;
   huge_register(hd, 1);
   huge_note_peak(atomic_fetch_add_explicit(&huge_live, need, memory_order_relaxed) + need);
-  if (zero && dirty > off) memset(user, 0, dirty - off < size ? dirty - off : size);
+  if (zero && dirty > off) huge_clear(user, dirty - off < size ? dirty - off : size);
   hak_heap_t* h = hak__heap_current();
   if (h) {
     HAK_CSTAT(h, HAK_STAT_HUGE, alloc, 1);

@@ -440,6 +440,7 @@ size_t hak__huge_trim(int all);
 void   hak__huge_lock(void);
 void   hak__huge_unlock(void);
 void   hak__huge_fork_child(void);
+size_t hak__huge_live_bytes(void);                   /* runs of live huge blocks */
 void   hak__maintenance_tick(void);
 void   hak__l25_decay(uint64_t now_ns);
 void   hak__maintenance_run(uint64_t now_ns);

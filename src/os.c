@@ -14,6 +14,11 @@
 
 _Atomic int64_t hak__os_mapped, hak__os_mapped_peak;
 
+/* No MAP_NORESERVE: with it the kernel's overcommit heuristic (the default,
+ * vm.overcommit_memory 0) never refuses, so malloc(64 GiB) on a 23 GiB
+ * machine succeeded and the program was killed later; glibc returns NULL. */
+#define OS_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS)
+
 #ifdef HAK_FAULT_INJECT
 static _Atomic long os_fault_nth;     /* fail when os_map_count reaches this */
 static _Atomic long os_map_count;
@@ -46,7 +51,7 @@ static void os_account(int64_t delta) {
 //! Anonymous private mapping; NULL with errno ENOMEM on failure.
 void* hak__os_map(size_t size) {
   if (os_fault_now()) { errno = ENOMEM; return NULL; }
-  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
   if (p == MAP_FAILED) { errno = ENOMEM; return NULL; }
   os_account((int64_t)size);
   return p;
@@ -63,7 +68,7 @@ void* hak__os_map_aligned(size_t size, size_t align) {
   if (hint > size + align) {
     hint = (hint - size) & ~(uintptr_t)(align - 1);
     void* p = mmap((void*)hint, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                   OS_MAP_FLAGS, -1, 0);
     if (p != MAP_FAILED) {
       if (((uintptr_t)p & (align - 1)) == 0) {
         atomic_store_explicit(&os_hint, (uintptr_t)p, memory_order_relaxed);
@@ -75,7 +80,7 @@ void* hak__os_map_aligned(size_t size, size_t align) {
   }
   size_t over = size + align;
   if (over < size) { errno = ENOMEM; return NULL; }
-  char* raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  char* raw = mmap(NULL, over, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
   if (raw == MAP_FAILED) { errno = ENOMEM; return NULL; }
   uintptr_t a = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
   size_t head = a - (uintptr_t)raw, tail = over - head - size;
@@ -91,11 +96,13 @@ void hak__os_unmap(void* p, size_t size) {
   if (munmap(p, size) == 0) os_account(-(int64_t)size);
 }
 
-//! Drops the pages' contents and RSS; the range stays mapped and reads zero.
-void hak__os_decommit(void* p, size_t size) {
+//! Drops the pages' contents and RSS; the range stays mapped and reads
+//! zero.  0 on success (callers that rely on the zeros check it).
+int hak__os_decommit(void* p, size_t size) {
   int e = errno;
-  madvise(p, size, MADV_DONTNEED);
+  int r = madvise(p, size, MADV_DONTNEED);
   errno = e;
+  return r;
 }
 
 //! Under valgrind, memcheck loses track of pages moved by mremap onto a
@@ -120,7 +127,7 @@ int hak__os_can_move(void) { return !os_under_valgrind(); }
 //! bytes were counted with the reservation.
 int hak__os_map_fixed(void* p, size_t size) {
   int e = errno;
-  void* q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  void* q = mmap(p, size, PROT_READ | PROT_WRITE, OS_MAP_FLAGS | MAP_FIXED, -1, 0);
   errno = e;
   return q == p ? 0 : -1;
 }

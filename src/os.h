@@ -9,7 +9,7 @@
 void*  hak__os_map(size_t size);                       /* anonymous RW, NULL + ENOMEM on failure */
 void*  hak__os_map_aligned(size_t size, size_t align); /* same, aligned to align (power of two) */
 void   hak__os_unmap(void* p, size_t size);
-void   hak__os_decommit(void* p, size_t size);         /* MADV_DONTNEED: RSS goes, mapping stays */
+int    hak__os_decommit(void* p, size_t size);         /* MADV_DONTNEED: RSS goes, mapping stays; 0 ok */
 void*  hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed); /* mremap */
 int    hak__os_remap_inplace(void* p, size_t old_size, size_t new_size);      /* 0 on success */
 int    hak__os_can_move(void);                              /* mremap onto a reservation works */

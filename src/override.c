@@ -18,6 +18,10 @@ HAK_EXPORT void* malloc(size_t n) { return hak__malloc_fast(n); }
 HAK_EXPORT void free(void* p) { hak__free_fast(p); }   /* errno: see hak__free_generic */
 
 HAK_EXPORT void cfree(void* p) { free(p); }
+/* C23's sized frees (newer glibc has them: a call that reached glibc's would
+ * free a hakmem block there).  The size is the caller's promise; unchecked. */
+HAK_EXPORT void free_sized(void* p, size_t n) { (void)n; free(p); }
+HAK_EXPORT void free_aligned_sized(void* p, size_t align, size_t n) { (void)align; (void)n; free(p); }
 HAK_EXPORT void* calloc(size_t n, size_t size) { return hak_calloc(n, size); }
 HAK_EXPORT void* realloc(void* p, size_t n) { return hak_realloc(p, n); }
 
@@ -67,28 +71,31 @@ HAK_EXPORT int   __posix_memalign(void** o, size_t a, size_t n) { return posix_m
 
 /* ---- mallopt and friends ---- */
 
+//! Accepts every parameter, as glibc does one it does not know: hakmem's
+//! own options govern its caches (M_PERTURB's fill included: not done).
 HAK_EXPORT int mallopt(int param, int value) {
+  (void)param;
   (void)value;
-  switch (param) {
-    case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX:
-    case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX: case M_MXFAST:
-      return 1;     /* accepted; hakmem's own options govern these */
-    default:
-      return 0;
-  }
+  return 1;
 }
 
-//! Fills glibc's mallinfo fields from hakmem's stats.
+//! Fills glibc's mallinfo fields as glibc splits them: hblks and hblkhd
+//! the live huge blocks (glibc's mmapped chunks), arena the rest of what
+//! hakmem has mapped, of it in use the live Tiny, Mid and Large blocks at
+//! their class sizes, and free the rest (caches, cached huge runs, unused
+//! pages).  Cached blocks once counted as in use: freed memory looked leaked.
 static void mallinfo_fill(size_t* arena, size_t* used, size_t* freeb, size_t* hblks, size_t* hblkhd) {
-  hak_stats_t s;
-  hak_stats_get(&s);
-  size_t cached = 0;
-  for (int l = 0; l < HAK_LAYER_COUNT; l++) cached += (size_t)s.layer[l].pages_cached * HAK_PAGE_SIZE;
-  *arena = (size_t)s.bytes_mapped;
-  *freeb = cached < *arena ? cached : *arena;
-  *used = *arena - *freeb;
-  *hblks = (size_t)(s.layer[HAK_LAYER_HUGE].allocs - s.layer[HAK_LAYER_HUGE].frees);
-  *hblkhd = (size_t)s.layer[HAK_LAYER_HUGE].bytes_mapped;
+  uint64_t live[HAK_LAYER_COUNT], huge_n;
+  hak__stats_live(live, &huge_n);
+  int64_t m = atomic_load_explicit(&hak__os_mapped, memory_order_relaxed);
+  size_t mapped = m > 0 ? (size_t)m : 0;
+  size_t h = (size_t)live[HAK_LAYER_HUGE] < mapped ? (size_t)live[HAK_LAYER_HUGE] : mapped;
+  size_t u = (size_t)(live[HAK_LAYER_TINY] + live[HAK_LAYER_MID] + live[HAK_LAYER_LARGE]);
+  *hblks = (size_t)huge_n;
+  *hblkhd = h;
+  *arena = mapped - h;
+  *used = u < *arena ? u : *arena;
+  *freeb = *arena - *used;
 }
 
 HAK_EXPORT struct mallinfo2 mallinfo2(void) {

@@ -117,6 +117,26 @@ static void stats_fill(hak_stats_t* out, hak_tstats_t* t) {
   stats_gauges(out);
 }
 
+//! Bytes of live blocks per layer at their class sizes (glibc counts its
+//! chunks so), and live huge blocks, for mallinfo: what programs that
+//! check for leaks read.  Huge: the live runs, not the cached ones.
+void hak__stats_live(uint64_t bytes[HAK_LAYER_COUNT], uint64_t* huge_blocks) {
+  memset(bytes, 0, sizeof(uint64_t) * HAK_LAYER_COUNT);
+  *huge_blocks = 0;
+  hak_tstats_t* t = hak__os_map(sizeof *t);
+  if (!t) return;
+  hak__stats_sum(t);
+  for (int c = 0; c < HAK_STAT_HUGE; c++) {
+    uint64_t a = t->c[HAK_CS_alloc][c], f = t->c[HAK_CS_free][c];   /* racing reads: f may pass a */
+    uint64_t size = c < HAK_SMALL_CLASSES ? hak__class_size[c] : hak__large_size[c - HAK_STAT_LARGE0];
+    if (a > f) bytes[stats_layer_of(c)] += (a - f) * size;
+  }
+  uint64_t a = t->c[HAK_CS_alloc][HAK_STAT_HUGE], f = t->c[HAK_CS_free][HAK_STAT_HUGE];
+  *huge_blocks = a > f ? a - f : 0;
+  bytes[HAK_LAYER_HUGE] = hak__huge_live_bytes();
+  hak__os_unmap(t, sizeof *t);
+}
+
 HAK_API void hak_stats_get(hak_stats_t* out) {
   hak_tstats_t* t = hak__os_map(sizeof *t);   /* too big for some thread stacks */
   if (!t) { memset(out, 0, sizeof *out); return; }

@@ -65,6 +65,7 @@ typedef struct hak_tstats {
 struct hak_heap;
 void hak__stats_merge(struct hak_heap* h);       /* at thread exit */
 void hak__stats_sum(hak_tstats_t* out);          /* retired + live threads */
+void hak__stats_live(uint64_t bytes[HAK_LAYER_COUNT], uint64_t* huge_blocks);   /* live bytes per layer (mallinfo) */
 void hak__stats_at_exit(void);
 void hak__stats_init(void);
 void hak__stats_fork_child(void);

@@ -9,7 +9,7 @@
 #include "hk_test.h"
 
 static const size_t sizes[] = {
-    1, 8, 16, 100, 1000, 1024,            /* tiny */
+    0, 1, 8, 16, 100, 1000, 1024,            /* tiny */
     1025, 5000, 52 * 1024,                 /* mid */
     52 * 1024 + 1, 200 * 1024, 1 << 20,    /* large */
     (1 << 20) + 1, 3 << 20,                /* huge */
@@ -22,6 +22,7 @@ static void use_block(void* p, size_t align, size_t n, const char* fn) {
   CHECK(hak_owns(p), "%s(align %zu, size %zu) = %p not owned by hakmem", fn, align, n, p);
   size_t u = malloc_usable_size(p);
   CHECK(u >= n, "%s(align %zu, size %zu): malloc_usable_size %zu < size", fn, align, n, u);
+  CHECK(u >= 1, "%s(align %zu, size 0): no byte of its own (usable 0): it may lie past its mapping", fn, align);
   hk_fill(p, n, align ^ n, 1);
 }
 
@@ -59,6 +60,17 @@ static void test_posix_memalign_einval(void) {
   CHECK((rc == ENOMEM && mp == (void*)0xabc) || (rc == 0 && (uintptr_t)mp % ((size_t)1 << 40) == 0),
         "posix_memalign(1 TiB, 100) = %d, %p", rc, mp);
   if (rc == 0) free(mp);
+  /* memalign, as glibc: an alignment up to 2^63 is rounded up to a power of
+   * two and then cannot be had (ENOMEM); above it, EINVAL */
+  static const struct { size_t a; int e; } ma[] = {
+      {((size_t)1 << 62) + 1, ENOMEM}, {(size_t)3 << 61, ENOMEM}, {(size_t)1 << 63, ENOMEM},
+      {((size_t)1 << 63) + 1, EINVAL}, {SIZE_MAX, EINVAL}};
+  for (size_t i = 0; i < sizeof ma / sizeof ma[0]; i++) {
+    errno = 0;
+    void* q = memalign(ma[i].a, 1);
+    int e = errno;
+    CHECK(q == NULL && e == ma[i].e, "memalign(%#zx, 1) = %p, errno %d, expected NULL with %d", ma[i].a, q, e, ma[i].e);
+  }
 }
 
 static void test_small_alignments(void) {
@@ -137,6 +149,24 @@ static void test_all_alignments(void) {
         "after freeing all aligned blocks bytes_mapped grew from %llu to %llu", s0.bytes_mapped, s1.bytes_mapped);
 }
 
+static void test_zero_size_far(void) {
+  /* size 0 at alignments above 2 MiB: the block must lie inside its own
+   * mapping, or its registration marks a neighbour's 4 MiB chunk (a live
+   * segment) as its own, and that neighbour's blocks stop being found */
+  for (int lg = 21; lg <= 26; lg++) {
+    size_t a = (size_t)1 << lg;
+    void* nb = malloc(100000);
+    hk_fill(nb, 100000, 7, 0);
+    void* p = memalign(a, 0);
+    use_block(p, a, 0, "memalign");
+    CHECK(malloc_usable_size(nb) >= 100000, "memalign(%zu, 0) broke a neighbouring block", a);
+    free(p);
+    CHECK(malloc_usable_size(nb) >= 100000, "free of memalign(%zu, 0) broke a neighbouring block", a);
+    CHECK(hk_verify(nb, 100000, 7, 0) == (size_t)-1, "memalign(%zu, 0) overwrote a neighbour", a);
+    free(nb);
+  }
+}
+
 static void test_valloc_pvalloc(void) {
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
   size_t ns[] = {0, 1, 100, pg - 1, pg, pg + 1, 3 * pg + 5, 100000, 2 << 20};
@@ -184,6 +214,7 @@ static void test_fundamental_alignment(void) {
 
 int main(void) {
   hk_begin("api/align", 50);
+  HK_STEP(test_zero_size_far());        /* first: it needs the process's first segments */
   HK_STEP(test_posix_memalign_einval());
   HK_STEP(test_small_alignments());
   HK_STEP(test_valloc_pvalloc());

@@ -1,4 +1,5 @@
-/* API conformance: malloc, free, calloc, realloc, reallocarray, cfree, the
+/* API conformance: malloc, free, calloc, realloc, reallocarray, cfree,
+ * free_sized and free_aligned_sized (C23), the
  * glibc __libc_* aliases and the public hak_* API, with glibc's semantics
  * for the edge cases (malloc(0), sizes above PTRDIFF_MAX, overflow, errno,
  * realloc(p, 0), failed realloc) in every layer; each size band is counted
@@ -12,6 +13,8 @@
 
 /* glibc no longer declares these; hakmem must export them all. */
 extern void cfree(void* p);
+extern void free_sized(void* p, size_t n);                           /* C23 */
+extern void free_aligned_sized(void* p, size_t align, size_t n);     /* C23 */
 extern void* __libc_malloc(size_t n);
 extern void __libc_free(void* p);
 extern void* __libc_calloc(size_t n, size_t m);
@@ -349,6 +352,19 @@ static void test_aliases_and_cfree(void) {
   cfree(y);
   y = __libc_malloc(3 << 20);
   free(y);
+  /* C23's sized frees free hakmem's blocks, in every layer */
+  unsigned long long f0 = hk_total_frees();
+  for (size_t i = 0; i < NSIZES; i++) {
+    size_t n = layer_sizes[i];
+    free_sized(malloc(n), n);
+    void* q = aligned_alloc(64, n);
+    CHECK(q && hak_owns(q), "aligned_alloc(64, %zu)", n);
+    free_aligned_sized(q, 64, n);
+  }
+  free_sized(NULL, 0);
+  free_aligned_sized(NULL, 64, 0);
+  CHECK(hk_total_frees() >= f0 + 2 * NSIZES, "free_sized / free_aligned_sized freed %llu of %zu blocks",
+        hk_total_frees() - f0, 2 * NSIZES);
 }
 
 static void test_hak_api(void) {

@@ -148,9 +148,10 @@ __attribute__((unused)) static unsigned long long hk_total_pages_cached(const ha
 /* ---- memory measurement -------------------------------------------- */
 /* A field of /proc/self/status in kB (VmRSS, VmSize, ...), -1 if absent.
  * Uses only read(2): no allocation, so it doesn't disturb what it measures. */
-__attribute__((unused)) static long hk_status_kb(const char* field) {
+//! A "Field: N kB" line of a /proc file (status, meminfo), -1 if absent.
+__attribute__((unused)) static long hk_status_kb_file(const char* path, const char* field) {
   char buf[8192];
-  int fd = open("/proc/self/status", O_RDONLY);
+  int fd = open(path, O_RDONLY);
   if (fd < 0) return -1;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
@@ -162,6 +163,7 @@ __attribute__((unused)) static long hk_status_kb(const char* field) {
   }
   return -1;
 }
+__attribute__((unused)) static long hk_status_kb(const char* field) { return hk_status_kb_file("/proc/self/status", field); }
 __attribute__((unused)) static long hk_rss_kb(void) { return hk_status_kb("VmRSS"); }
 
 /* ---- patterns ------------------------------------------------------- */

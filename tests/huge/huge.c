@@ -76,6 +76,40 @@ static void test_reuse_in_place(void) {
         huge_stats().hits);
 }
 
+/* calloc over a large reused run drops the run's old pages rather than
+ * writing zeros over all of them: it reads zero throughout (also the
+ * unaligned ends around the dropped pages), and it makes resident only
+ * what the program touches.  A memset of a 2 GiB run whose last user
+ * touched one page made all of it resident. */
+static void test_calloc_large_reuse(void) {
+  size_t n = 192 * MiB;
+  hak_trim();
+  unsigned char* p = malloc(n);
+  CHECK(p, "malloc(%zu MiB)", n >> 20);
+  p[0] = 1;                              /* its last user touched one page */
+  p[n / 2] = 2;
+  free(p);
+  unsigned long long hits = huge_stats().hits;
+  long rss0 = hk_rss_kb();
+  unsigned char* q = calloc(1, n);
+  CHECK(q, "calloc(%zu MiB)", n >> 20);
+  CHECK(huge_stats().hits == hits + 1, "calloc(%zu MiB) after a free of as much did not reuse it", n >> 20);
+  if (rss_meaningful()) {
+    long grew = hk_rss_kb() - rss0;
+    CHECK(grew < 16 * 1024, "calloc(%zu MiB) over a run with 2 pages touched made %ld kB resident", n >> 20, grew);
+  }
+  CHECK(q[0] == 0 && q[n / 2] == 0 && q[n - 1] == 0, "calloc over a reused run is not zero");
+  memset(q, 0xCD, n);                    /* dirty in full, then again, at an odd size */
+  free(q);
+  size_t m = n - 12345;
+  q = calloc(1, m);
+  CHECK(q, "calloc(%zu)", m);
+  long bad = first_nonzero(q, m);
+  CHECK(bad < 0, "calloc(%zu) over a fully dirty reused run: byte %ld is 0x%02x", m, bad, bad < 0 ? 0 : q[bad]);
+  free(q);
+  hak_trim();
+}
+
 /* Three dirty 9 MiB blocks kept apart by live spacers, freed: calloc of
  * 24 MiB is larger than any cached run, yet needs no new memory. */
 static void test_compose(void) {
@@ -241,6 +275,7 @@ int main(void) {
   hk_begin("huge", 120);
   HK_STEP(test_reuse_in_place());
   HK_STEP(test_compose());
+  HK_STEP(test_calloc_large_reuse());
   HK_STEP(test_budget_and_decay());
   HK_STEP(test_threads_churn());
   printf("huge: ok\n");
