@@ -167,6 +167,11 @@ void hak__options_init(void) {
             hak__opt.cap_min_mid, hak__opt.cap_max_mid);
     hak__opt.cap_min_mid = 8; hak__opt.cap_max_mid = 2048;
   }
+  if (hak__opt.cap_min_large > hak__opt.cap_max_large) {
+    opt_say("hakmem: HAKMEM_CAP_MIN_LARGE=%d is above HAKMEM_CAP_MAX_LARGE=%d; using 2 and 256\n",
+            hak__opt.cap_min_large, hak__opt.cap_max_large);
+    hak__opt.cap_min_large = 2; hak__opt.cap_max_large = 256;
+  }
   errno = e;
 }
 

@@ -113,6 +113,22 @@ static void test_bad_values(void) {
     CHECK(verbose_value("HAKMEM_POOL_REFILL_BATCH", v, sizeof v) && !strcmp(v, defv),
           "%s: effective value is '%s', expected the default '%s'", var, v, defv);
   }
+  /* a floor above its ceiling: one warning naming both, and both defaults */
+  static const struct { const char *lo, *hi, *lo_def, *hi_def; } pairs[] = {
+      {"HAKMEM_CAP_MIN_MID", "HAKMEM_CAP_MAX_MID", "8", "2048"},
+      {"HAKMEM_CAP_MIN_LARGE", "HAKMEM_CAP_MAX_LARGE", "2", "256"}};
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    char lo[96], hi[96], v[128];
+    snprintf(lo, sizeof lo, "%s=300", pairs[i].lo);
+    snprintf(hi, sizeof hi, "%s=10", pairs[i].hi);
+    const char* env[] = {lo, hi, "HAKMEM_VERBOSE=1", NULL};
+    run(env);
+    expect_ok_run(lo);
+    CHECK(hk_count_lines(C->err, "hakmem: ", pairs[i].lo, pairs[i].hi) == 1,
+          "%s above %s: expected one warning naming both; stderr:\n%s", pairs[i].lo, pairs[i].hi, C->err);
+    CHECK(verbose_value(pairs[i].lo, v, sizeof v) && !strcmp(v, pairs[i].lo_def), "%s: effective '%s'", lo, v);
+    CHECK(verbose_value(pairs[i].hi, v, sizeof v) && !strcmp(v, pairs[i].hi_def), "%s: effective '%s'", hi, v);
+  }
   /* good values: no warning, and they take effect */
   for (int good = 1; good <= 4; good++) {
     char var[64];
