@@ -271,6 +271,7 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
 #define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
 #define HAK_ALLOC_ONLY_BYTES (32u * 1024)    /* most a refill asks for when the list freed nothing since the last */
 #define HAK_FREEING_TINY_BYTES (16u * 1024)  /* a free-only Tiny list's spill batch (tiny.c, bin_spill) */
+#define HAK_FREEING_MID_BYTES (512u * 1024)  /* and a Mid one's: larger, central ops cost (DESIGN.md) */
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;
@@ -396,7 +397,7 @@ extern _Atomic uint64_t hak__threads_started, hak__threads_exited;
 /* ---- layers --------------------------------------------------------------- */
 void  hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n);
 void  hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p);
-void  hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
+int   hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
 void  hak__small_page_retire(hak_heap_t* h, unsigned cls);
 size_t hak__small_trim(void);
 uint64_t hak__small_pages_in_use(unsigned cls);

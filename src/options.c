@@ -116,6 +116,25 @@ static void opt_store(const opt_def_t* d, double v) {
   else *(int*)(base + d->off) = (int)v;
 }
 
+//! The table entry of a field.
+static const opt_def_t* opt_of(size_t off) {
+  for (size_t i = 0; i < OPT_N; i++)
+    if (opt_table[i].off == off) return &opt_table[i];
+  return NULL;
+}
+
+//! A floor set above its ceiling (int fields): one warning naming both,
+//! and both take their defaults.
+static void opt_check_range(size_t lo_off, size_t hi_off) {
+  const opt_def_t* lo = opt_of(lo_off);
+  const opt_def_t* hi = opt_of(hi_off);
+  int l = *(const int*)((const char*)&hak__opt + lo_off), h = *(const int*)((const char*)&hak__opt + hi_off);
+  if (l <= h) return;
+  opt_say("hakmem: %s=%d is above %s=%d; using %.0f and %.0f\n", lo->name, l, hi->name, h, lo->def, hi->def);
+  opt_store(lo, lo->def);
+  opt_store(hi, hi->def);
+}
+
 void hak__options_init(void) {
   int e = errno;
   for (size_t i = 0; i < OPT_N; i++) {
@@ -162,16 +181,8 @@ void hak__options_init(void) {
     }
     opt_store(d, v);
   }
-  if (hak__opt.cap_min_mid > hak__opt.cap_max_mid) {
-    opt_say("hakmem: HAKMEM_CAP_MIN_MID=%d is above HAKMEM_CAP_MAX_MID=%d; using 8 and 2048\n",
-            hak__opt.cap_min_mid, hak__opt.cap_max_mid);
-    hak__opt.cap_min_mid = 8; hak__opt.cap_max_mid = 2048;
-  }
-  if (hak__opt.cap_min_large > hak__opt.cap_max_large) {
-    opt_say("hakmem: HAKMEM_CAP_MIN_LARGE=%d is above HAKMEM_CAP_MAX_LARGE=%d; using 2 and 256\n",
-            hak__opt.cap_min_large, hak__opt.cap_max_large);
-    hak__opt.cap_min_large = 2; hak__opt.cap_max_large = 256;
-  }
+  opt_check_range(O(cap_min_mid), O(cap_max_mid));
+  opt_check_range(O(cap_min_large), O(cap_max_large));
   errno = e;
 }
 

@@ -73,9 +73,9 @@ static int small_maybe_scavenge(unsigned cls, uint64_t now) {
   if (low > count) low = count;
   if (low - capb < 4 * bpp) return 0;
   int64_t keep = (capb + (count - low)) / bpp;
-  hak__small_scavenge(cls, (uint32_t)(keep < 0x7fffffff ? keep : 0x7fffffff), 0);
+  int walked = hak__small_scavenge(cls, (uint32_t)(keep < 0x7fffffff ? keep : 0x7fffffff), 0);
   atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
-  return 1;
+  return walked;                        /* the scavenges counter counts walks */
 }
 
 void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n) {
@@ -351,12 +351,14 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
 
 //! Takes every block of the class, releases wholly free pages beyond
 //! keep_pages, and puts the rest back.  If another thread is scavenging
-//! this class it returns at once, except when forced (trim, out of memory).
-void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
+//! this class it returns at once, except when forced (trim, out of memory),
+//! and unforced it skips a walk its last fruitless one says is pointless
+//! (scav_memo).  1 if it walked.
+int hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   int expect = 0;
   unsigned waits = 0;
   while (!atomic_compare_exchange_strong(&scav_busy[cls], &expect, 1)) {
-    if (!force) return;
+    if (!force) return 0;
     expect = 0;
     hak__os_backoff(&waits);    /* trim and out-of-memory: the other scavenge will not be long */
   }
@@ -367,7 +369,7 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     if ((int64_t)hak__small_cached_blocks(cls) < m->count + more && keep_pages >= m->keep &&
         hak__os_now_ns() < m->next_ns) {
       atomic_store(&scav_busy[cls], 0);
-      return;
+      return 0;
     }
   }
   void* all = NULL;
@@ -440,13 +442,14 @@ void hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
     m->count = 0;
     m->backoff_ns = 0;
   } else {
-    m->count = keep_n ? keep_n : 1;
+    m->count = keep_n;                   /* > 0: a fruitless walk kept most of what it walked */
     m->keep = keep_pages;
     m->backoff_ns = m->backoff_ns ? m->backoff_ns * 2 : SCAV_BACKOFF_MIN_NS;
     if (m->backoff_ns > SCAV_BACKOFF_MAX_NS) m->backoff_ns = SCAV_BACKOFF_MAX_NS;
     m->next_ns = hak__os_now_ns() + m->backoff_ns;
   }
   atomic_store(&scav_busy[cls], 0);
+  return 1;
 }
 
 static _Atomic uint64_t small_pages_released;

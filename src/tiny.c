@@ -217,10 +217,10 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
 }
 
 //! The blocks a free-only list gathers before it spills them: a base, and
-//! at most 512 KiB for Mid (a consumer's lists of every Mid class add up)
-//! and HAK_FREEING_TINY_BYTES for Tiny.
+//! at most HAK_FREEING_MID_BYTES for Mid (a consumer's lists of every Mid
+//! class add up) and HAK_FREEING_TINY_BYTES for Tiny.
 static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
-  uint32_t most = (cls < HAK_TINY_CLASSES ? HAK_FREEING_TINY_BYTES : 512u * 1024) / hak__class_size[cls];
+  uint32_t most = (cls < HAK_TINY_CLASSES ? HAK_FREEING_TINY_BYTES : HAK_FREEING_MID_BYTES) / hak__class_size[cls];
   uint32_t n = b->base < most ? b->base : most;
   return n < HAK_FREEING ? HAK_FREEING : n;
 }
