@@ -8,8 +8,10 @@
  * batch, so the queue is not the bottleneck; a bound so a slow consumer
  * cannot make memory grow without limit).  Like mimalloc-bench's
  * xmalloc-test.  Reports blocks freed per second (one malloc + one free),
- * and peak_live_kb, the most requested bytes in the queue and in a
- * consumer's hands at once: a faster producer keeps the queue fuller, so
+ * and peak_live_kb, the most requested bytes live at once (made and not
+ * yet freed, counted by each thread in steps of about LIVE_STEP bytes,
+ * so a batch being filled or freed counts as far as it has got): a
+ * faster producer keeps the queue fuller, so
  * peak RSS alone favours a slower allocator (mimalloc's producer held
  * 7-14 MB at its peak where hakmem's held 17 MB, prodcons 8-2048).
  * over_live_kb = peak RSS - peak_live_kb compares them fairly.  The
@@ -23,8 +25,9 @@
 
 #define BATCH 256
 #define QCAP 64      /* batches in flight */
+#define LIVE_STEP (64u * 1024)  /* bytes a thread makes or frees between updates of g_live */
 
-typedef struct batch { struct batch* next; int n; size_t bytes; void* p[BATCH]; } batch_t;
+typedef struct batch { struct batch* next; int n; void* p[BATCH]; uint32_t sz[BATCH]; } batch_t;
 
 static pthread_mutex_t g_qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_nonempty = PTHREAD_COND_INITIALIZER;
@@ -33,7 +36,8 @@ static batch_t* g_head;
 static batch_t* g_tail;
 static batch_t* g_spare;       /* empty batch structs, kept off the allocator */
 static int g_depth;
-static size_t g_live, g_live_peak; /* requested bytes queued or being freed, under g_qlock */
+static _Atomic long g_live;    /* requested bytes made and not yet freed */
+static long g_live_peak;       /* under g_qlock */
 static int g_producers_left;
 static atomic_int g_stop;
 static size_t g_min, g_max;
@@ -53,21 +57,28 @@ static void* producer(void* arg) {
   uint64_t rng = w->rng;  /* local: avoids false sharing between workers */
   pthread_barrier_wait(&g_start);
   unsigned long long made = 0;
+  long peak = 0;
   while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
     pthread_mutex_lock(&g_qlock);
     while (g_depth >= QCAP && !atomic_load(&g_stop)) pthread_cond_wait(&g_nonfull, &g_qlock);
     batch_t* b = atomic_load(&g_stop) ? NULL : get_spare();
     pthread_mutex_unlock(&g_qlock);
     if (!b) break;
-    b->bytes = 0;
+    long step = 0;
     for (int i = 0; i < BATCH; i++) {
       size_t sz = bench_range(&rng, g_min, g_max);
-      b->bytes += sz;
       char* p = malloc(sz);
       if (!p) bench_xmalloc_fail(sz);
       p[0] = (char)i;
       for (size_t o = 4096 - ((uintptr_t)p & 4095); o < sz; o += 4096) p[o] = (char)i;
       b->p[i] = p;
+      b->sz[i] = (uint32_t)sz;
+      step += (long)sz;
+      if (step >= (long)LIVE_STEP || i == BATCH - 1) {
+        long now = atomic_fetch_add_explicit(&g_live, step, memory_order_relaxed) + step;
+        if (now > peak) peak = now;
+        step = 0;
+      }
     }
     b->n = BATCH;
     b->next = NULL;
@@ -76,12 +87,11 @@ static void* producer(void* arg) {
     if (g_tail) g_tail->next = b; else g_head = b;
     g_tail = b;
     g_depth++;
-    g_live += b->bytes;
-    if (g_live > g_live_peak) g_live_peak = g_live;
     pthread_cond_signal(&g_nonempty);
     pthread_mutex_unlock(&g_qlock);
   }
   pthread_mutex_lock(&g_qlock);
+  if (peak > g_live_peak) g_live_peak = peak;
   g_producers_left--;
   pthread_cond_broadcast(&g_nonempty);
   pthread_mutex_unlock(&g_qlock);
@@ -107,14 +117,19 @@ static void* consumer(void* arg) {
     pthread_mutex_unlock(&g_qlock);
     if (!b) break;  /* producers gone and queue drained */
     int counted = !atomic_load_explicit(&g_stop, memory_order_relaxed);
+    long step = 0;
     for (int i = 0; i < b->n; i++) {
       volatile char* c = b->p[i];
       c[0]++;
       free(b->p[i]);
+      step += (long)b->sz[i];
+      if (step >= (long)LIVE_STEP || i == b->n - 1) {
+        atomic_fetch_sub_explicit(&g_live, step, memory_order_relaxed);
+        step = 0;
+      }
     }
     if (counted) { freed += (unsigned long long)b->n; t_end = bench_now(); }
     pthread_mutex_lock(&g_qlock);
-    g_live -= b->bytes;
     b->next = g_spare;
     g_spare = b;
     pthread_mutex_unlock(&g_qlock);

@@ -194,8 +194,8 @@ static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
  * threads freed long ago: serial cache misses before the CAS (a third of
  * the python replay's time went there).  So the small classes' central
  * lists keep each pushed chain whole, as a descriptor (first, last, n) on a
- * second tagged stack: a pop takes whole chains, one CAS each, and touches
- * no block but the tail it links to the next chain.  Descriptors come from
+ * second tagged stack: a pop takes whole chains, in one CAS, and touches
+ * no block but the tails it links to the next chains.  Descriptors come from
  * slabs that are never unmapped, so a popper may read a stale descriptor's
  * next (its CAS then fails on the tag); each heap keeps a few spares.
  * Without memory for a descriptor, a chain goes to the plain stack. */
@@ -211,7 +211,7 @@ struct hak_chain {
   void* first;
   void* last;
   struct hak_chain* next;     /* atomic access: a stale popper may read it */
-  uint32_t n;
+  uint32_t n;                 /* likewise */
 };
 
 #define CHAIN_SLAB  (64 * 1024)
@@ -346,7 +346,7 @@ static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t
   hak__link_set(last, NULL);         /* callers may hand over a list's prefix */
   d->first = first;
   d->last = last;
-  d->n = n;
+  __atomic_store_n(&d->n, n, __ATOMIC_RELAXED);   /* a stale popper may read it */
   cs_push(&fl->chains, d, d, h);
   if (h) HAK_TSTAT(h, cas_ops, 1);
   atomic_fetch_add_explicit(&fl->count, n, memory_order_relaxed);
@@ -363,29 +363,54 @@ void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint3
   chain_push_one(fl, first, last, n, h);
 }
 
-//! Whole chains until max blocks; a chain that would take the total past
-//! 2 * max is split (a walk of the blocks taken, which are ours by then)
-//! and its rest pushed back.  The plain stack only if no chain is left.
+//! Pops whole chains until max blocks, in one CAS: the walk reads the
+//! counts of descriptors that others may be popping (never unmapped; the
+//! tag fails the CAS then).  A chain that would take the total past 2 * max
+//! ends the walk, unless it is the first: that one is popped alone.
+static hak_chain_t* chains_pop_upto(hak_freelist_t* fl, uint32_t max, hak_heap_t* h) {
+  int fails = 0;
+  uint64_t old = atomic_load_explicit(&fl->chains, memory_order_acquire);
+  for (;;) {
+    hak_chain_t* d = fl_ptr(old);
+    if (!d) return NULL;
+    hak_chain_t* last = d;
+    uint64_t total = __atomic_load_n(&d->n, __ATOMIC_RELAXED);
+    for (hak_chain_t* q; total < max && (q = chain_next(last)) != NULL; last = q) {
+      uint32_t cn = __atomic_load_n(&q->n, __ATOMIC_RELAXED);
+      if (total + cn > 2 * (uint64_t)max) break;
+      total += cn;
+    }
+    uint64_t nw = fl_pack(chain_next(last), fl_tag(old) + 1);
+    if (atomic_compare_exchange_weak_explicit(&fl->chains, &old, nw, memory_order_acquire,
+                                              memory_order_acquire)) {
+      chain_set_next(last, NULL);
+      if (h) HAK_TSTAT(h, cas_ops, 1);
+      return d;
+    }
+    fl_retry(h, &fails);
+  }
+}
+
+//! Whole chains until max blocks, joined; a first chain above 2 * max is
+//! split (a walk of the blocks taken, which are ours by then) and its rest
+//! pushed back.  The plain stack only if no chain is left.
 void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, void** lastp, hak_heap_t* h) {
   void* first = NULL;
   void* last = NULL;
   uint32_t total = 0;
   if (!max) max = 1;
-  while (total < max) {
-    hak_chain_t* d = cs_pop(&fl->chains, h);
-    if (!d) break;
-    if (h) HAK_TSTAT(h, cas_ops, 1);
+  for (hak_chain_t* d = chains_pop_upto(fl, max, h); d;) {
+    hak_chain_t* next = chain_next(d);
     void* cf = d->first;
     void* cl = d->last;
     uint32_t cn = d->n;
-    if ((uint64_t)total + cn > 2 * (uint64_t)max) {
-      uint32_t take = max - total;
-      void* t = hak__link_nth(cf, take, fl_class(cf), &d->first);
-      d->n = cn - take;
+    if (cn > 2 * (uint64_t)max) {          /* alone: chains_pop_upto */
+      void* t = hak__link_nth(cf, max, fl_class(cf), &d->first);
+      __atomic_store_n(&d->n, cn - max, __ATOMIC_RELAXED);
       hak__link_set(t, NULL);
       cs_push(&fl->chains, d, d, h);
       cl = t;
-      cn = take;
+      cn = max;
     } else {
       chain_put(h, d);
     }
@@ -393,6 +418,7 @@ void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, 
     else first = cf;
     last = cl;
     total += cn;
+    d = next;
   }
   if (total) {
     atomic_fetch_sub_explicit(&fl->count, total, memory_order_relaxed);

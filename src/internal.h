@@ -271,7 +271,10 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
 #define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
 #define HAK_ALLOC_ONLY_BYTES (32u * 1024)    /* most a refill asks for when the list freed nothing since the last */
 #define HAK_FREEING_TINY_BYTES (16u * 1024)  /* a free-only Tiny list's spill batch (tiny.c, bin_spill) */
-#define HAK_FREEING_MID_BYTES (512u * 1024)  /* and a Mid one's: larger, central ops cost (DESIGN.md) */
+/* and a Mid one's, at least HAK_FREEING_MID_LEAST blocks: each spill is a
+ * central push, so a 32 KiB class spills 8 at a time (DESIGN.md) */
+#define HAK_FREEING_MID_BYTES (64u * 1024)
+#define HAK_FREEING_MID_LEAST 8u
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;

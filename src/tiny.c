@@ -222,7 +222,8 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
 static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
   uint32_t most = (cls < HAK_TINY_CLASSES ? HAK_FREEING_TINY_BYTES : HAK_FREEING_MID_BYTES) / hak__class_size[cls];
   uint32_t n = b->base < most ? b->base : most;
-  return n < HAK_FREEING ? HAK_FREEING : n;
+  uint32_t least = cls < HAK_TINY_CLASSES ? HAK_FREEING : HAK_FREEING_MID_LEAST;
+  return n < least ? least : n;
 }
 
 /* Tiny spills its oldest blocks: a list spilling its newest keeps the
