@@ -222,6 +222,7 @@ struct hak_chain {
  * thread's whole cache (exit, trim) or the scavenger's kept blocks go in
  * pieces.  Spills (Tiny at most 1024, Mid at most 257) stay whole. */
 #define CHAIN_MAX   1024
+#define CHAIN_WALK  32           /* most chains one pop takes: its walk is the CAS's window */
 
 static _Atomic uint64_t chain_pool;     /* free descriptors, tagged */
 static pthread_mutex_t chain_grow_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -363,10 +364,9 @@ void hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint3
   chain_push_one(fl, first, last, n, h);
 }
 
-//! Pops whole chains until max blocks, in one CAS: the walk reads the
-//! counts of descriptors that others may be popping (never unmapped; the
-//! tag fails the CAS then).  A chain that would take the total past 2 * max
-//! ends the walk, unless it is the first: that one is popped alone.
+//! Pops whole chains until max blocks (CHAIN_WALK chains at most), in one
+//! CAS: the walk reads the counts of descriptors that others may be popping
+//! (never unmapped; the tag fails the CAS then).
 static hak_chain_t* chains_pop_upto(hak_freelist_t* fl, uint32_t max, hak_heap_t* h) {
   int fails = 0;
   uint64_t old = atomic_load_explicit(&fl->chains, memory_order_acquire);
@@ -375,10 +375,10 @@ static hak_chain_t* chains_pop_upto(hak_freelist_t* fl, uint32_t max, hak_heap_t
     if (!d) return NULL;
     hak_chain_t* last = d;
     uint64_t total = __atomic_load_n(&d->n, __ATOMIC_RELAXED);
-    for (hak_chain_t* q; total < max && (q = chain_next(last)) != NULL; last = q) {
-      uint32_t cn = __atomic_load_n(&q->n, __ATOMIC_RELAXED);
-      if (total + cn > 2 * (uint64_t)max) break;
-      total += cn;
+    hak_chain_t* q;
+    for (unsigned k = 1; total < max && k < CHAIN_WALK && (q = chain_next(last)) != NULL; k++) {
+      total += __atomic_load_n(&q->n, __ATOMIC_RELAXED);
+      last = q;
     }
     uint64_t nw = fl_pack(chain_next(last), fl_tag(old) + 1);
     if (atomic_compare_exchange_weak_explicit(&fl->chains, &old, nw, memory_order_acquire,
@@ -391,9 +391,10 @@ static hak_chain_t* chains_pop_upto(hak_freelist_t* fl, uint32_t max, hak_heap_t
   }
 }
 
-//! Whole chains until max blocks, joined; a first chain above 2 * max is
-//! split (a walk of the blocks taken, which are ours by then) and its rest
-//! pushed back.  The plain stack only if no chain is left.
+//! Whole chains until max blocks, joined; the chain that would take the
+//! total past 2 * max is split (a walk of the blocks taken, which are ours
+//! by then) and its rest pushed back.  The plain stack only if no chain is
+//! left.
 void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, void** lastp, hak_heap_t* h) {
   void* first = NULL;
   void* last = NULL;
@@ -404,13 +405,14 @@ void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, 
     void* cf = d->first;
     void* cl = d->last;
     uint32_t cn = d->n;
-    if (cn > 2 * (uint64_t)max) {          /* alone: chains_pop_upto */
-      void* t = hak__link_nth(cf, max, fl_class(cf), &d->first);
-      __atomic_store_n(&d->n, cn - max, __ATOMIC_RELAXED);
+    if ((uint64_t)total + cn > 2 * (uint64_t)max) {   /* the walk's last: total < max */
+      uint32_t take = max - total;
+      void* t = hak__link_nth(cf, take, fl_class(cf), &d->first);
+      __atomic_store_n(&d->n, cn - take, __ATOMIC_RELAXED);
       hak__link_set(t, NULL);
       cs_push(&fl->chains, d, d, h);
       cl = t;
-      cn = max;
+      cn = take;
     } else {
       chain_put(h, d);
     }

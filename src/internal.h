@@ -275,6 +275,7 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
  * central push, so a 32 KiB class spills 8 at a time (DESIGN.md) */
 #define HAK_FREEING_MID_BYTES (64u * 1024)
 #define HAK_FREEING_MID_LEAST 8u
+#define HAK_FREEING_KEEP_BYTES (16u * 1024) /* what it keeps: HAK_FREEING blocks, 1 at least */
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;

@@ -216,6 +216,13 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
   return p;
 }
 
+//! The blocks a free-only list keeps at a spill: HAK_FREEING, fewer for
+//! large Mid classes (every Mid class's kept blocks add up, 1 MB in all).
+static uint32_t bin_freeing_keep(unsigned cls) {
+  uint32_t n = HAK_FREEING_KEEP_BYTES / hak__class_size[cls];
+  return n < 1 ? 1 : n > HAK_FREEING ? HAK_FREEING : n;
+}
+
 //! The blocks a free-only list gathers before it spills them: a base, and
 //! at most HAK_FREEING_MID_BYTES for Mid (a consumer's lists of every Mid
 //! class add up) and HAK_FREEING_TINY_BYTES for Tiny.
@@ -299,10 +306,10 @@ static void bin_spill_oldest(hak_heap_t* h, unsigned cls, PoolTLSBin* b, uint64_
 //! oldest batch (above); Mid its newest: Mid lists are short, and sending
 //! the oldest measured no gain there.
 //! A thread that allocated nothing of a class since its last spill frees
-//! what others made: its list keeps its newest HAK_FREEING blocks and
-//! sends the rest, and spills again after a batch more (free-only threads
-//! held up to 18 MB each in remote_burst).  That spill walks HAK_FREEING
-//! links: its last block is the next spill's tail, trusted while the
+//! what others made: its list keeps its newest few blocks (bin_freeing_keep)
+//! and sends the rest, and spills again after a batch more (free-only
+//! threads held up to 18 MB each in remote_burst).  That spill walks the
+//! kept links: its last block is the next spill's tail, trusted while the
 //! thread allocates nothing (walking the batch, blocks another core had
 //! just left, was 18% of producer-consumer's time).  Tiny only while its
 //! limit never grew, or once free-only (16-byte blocks' free-only limit,
@@ -317,12 +324,13 @@ static HAK_NOINLINE void bin_spill(hak_heap_t* h, unsigned cls, PoolTLSBin* b) {
   uint64_t allocs = hak__bin_allocs(b);
   uint32_t count = hak__bin_count(b);
   int tiny = cls < HAK_TINY_CLASSES;
-  int freeing = allocs == x->alloc_at_spill && count > HAK_FREEING && (!tiny || x->freeing || b->limit <= b->base);
+  uint32_t keep = bin_freeing_keep(cls);
+  int freeing = allocs == x->alloc_at_spill && count > keep && (!tiny || x->freeing || b->limit <= b->base);
   x->alloc_at_spill = allocs;
   if (freeing) {
     x->freeing = 1;
-    hak__bin_limit_set(b, HAK_FREEING + bin_freeing_batch(b, cls));
-    bin_spill_oldest(h, cls, b, allocs, count - HAK_FREEING);
+    hak__bin_limit_set(b, keep + bin_freeing_batch(b, cls));
+    bin_spill_oldest(h, cls, b, allocs, count - keep);
     return;
   }
   bin_shrink_limit(b);

@@ -62,6 +62,18 @@ static inline hak_heap_t* pt_heap(void) {
 }
 static inline PoolTLSBin* pt_bin(hak_heap_t* h, unsigned c) { return hak__bin(h, c); }
 
+/* What a free-only Mid list of class c keeps at a spill, and the batch it
+ * gathers before the next (internal.h's bounds, worked out here). */
+static inline uint32_t pt_mid_keep(unsigned c) {
+  uint32_t n = HAK_FREEING_KEEP_BYTES / (uint32_t)hak__class_size[c];
+  return n < 1 ? 1 : n > HAK_FREEING ? HAK_FREEING : n;
+}
+static inline uint32_t pt_mid_batch(unsigned c, uint32_t base) {
+  uint32_t n = HAK_FREEING_MID_BYTES / (uint32_t)hak__class_size[c];
+  if (n > base) n = base;
+  return n < HAK_FREEING_MID_LEAST ? HAK_FREEING_MID_LEAST : n;
+}
+
 /* Thread h's counter k of class c: a small class's allocs and frees are in its bin. */
 static inline uint64_t pt_heap_cstat(hak_heap_t* h, int k, unsigned c) {
   uint64_t v = __atomic_load_n(&h->st.c[k][c], __ATOMIC_RELAXED);

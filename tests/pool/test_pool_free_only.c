@@ -1,6 +1,6 @@
 /* What threads that come and go, or only free, may hold from reuse.
  *  1. A thread that frees a class it does not allocate keeps at most
- *     HAK_FREEING blocks and one batch of it; the rest reaches central at
+ *     a few blocks and one batch of it; the rest reaches central at
  *     once, and its list has its whole limit again when it next allocates.
  *     So too a Tiny class, whose batch is HAK_FREEING_TINY_BYTES; and a
  *     thread that only allocates a Tiny class asks central for
@@ -27,17 +27,18 @@ static void* free_only(void* arg) {
   uint64_t central0 = hak__small_cached_blocks(c);
   for (int i = 0; i < N_MID; i++) A_FREE(mid_blocks[i]);
   uint32_t held = hak__bin_count(b);
-  uint32_t batch = (uint32_t)((512 * 1024) / MID_SIZE) < b->base ? (uint32_t)((512 * 1024) / MID_SIZE) : b->base;
-  CHECK(h->aux[c].freeing && b->limit == HAK_FREEING + batch, "a free-only thread kept its whole list (limit %u, base %u)",
+  uint32_t batch = pt_mid_batch(c, b->base), keep = pt_mid_keep(c);
+  CHECK(keep == 1, "a free-only list of %d B blocks keeps %u of them", (int)MID_SIZE, keep);
+  CHECK(h->aux[c].freeing && b->limit == keep + batch, "a free-only thread kept its whole list (limit %u, base %u)",
         b->limit, b->base);
-  CHECK(held <= HAK_FREEING + batch, "a free-only thread holds %u blocks (batch %u)", held, batch);
+  CHECK(held <= keep + batch, "a free-only thread holds %u blocks (batch %u)", held, batch);
   uint64_t central = hak__small_cached_blocks(c);
   /* blocks of the allocating thread's active pages went to its inbox */
   CHECK(central + HAK_INBOX_MAX >= central0 + N_MID - held,
         "central gained %llu of %d freed blocks, the thread holds %u", (unsigned long long)(central - central0),
         N_MID, held);
   /* it allocates again: the list empties, and the refill gives it its limit back */
-  void* p[HAK_FREEING + 512 * KiB / MID_SIZE + 1];
+  void* p[HAK_FREEING + HAK_FREEING_MID_LEAST + HAK_FREEING_MID_BYTES / MID_SIZE + 1];
   uint32_t k = hak__bin_count(b) + 1;
   for (uint32_t i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
   CHECK(!h->aux[c].freeing && b->limit >= b->base, "the list stayed short (limit %u of base %u) after a refill",

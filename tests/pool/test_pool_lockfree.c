@@ -173,6 +173,16 @@ static void test_chains(void) {
   CHECK(ch == b[160] && got == 4 && last == b[163] && *(void**)last == NULL, "fallback pop: %u blocks", got);
   all = hak__freelist_take_all(&fl, &got);
   CHECK(got == 6 && all == b[164], "fallback rest: %u", got);
+  /* a small chain (4) on top of a long one (20), max 6: the long one would
+   * pass 12, so 2 of it are split off, after the 4 (6 in all, not 4) */
+  for (int i = 170; i < 194; i++) *(void**)b[i] = i + 1 < 194 ? b[i + 1] : NULL;
+  hak__freelist_push_chain(&fl, b[170], b[189], 20, h);
+  hak__freelist_push_chain(&fl, b[190], b[193], 4, h);
+  ch = hak__freelist_pop_chains(&fl, 6, &got, &last, h);
+  CHECK(ch == b[190] && got == 6 && chain_len(ch) == 6 && last == b[171] && chain_last(ch) == b[171] &&
+        fl_count(&fl) == 18, "a split below a whole chain: %u blocks, count %lld", got, (long long)fl_count(&fl));
+  all = hak__freelist_take_all(&fl, &got);
+  CHECK(got == 18 && all == b[172] && chain_len(all) == 18, "split rest: %u", got);
   for (int i = 0; i < N; i++) A_FREE(b[i]);
   /* a chain longer than 1024 is pushed in pieces (a popper splitting one
    * chain holds all of it meanwhile): a pop for 1500 takes two pieces,
