@@ -217,7 +217,7 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
 }
 
 //! The blocks a free-only list keeps at a spill: HAK_FREEING, fewer for
-//! large Mid classes (every Mid class's kept blocks add up, 1 MB in all).
+//! large Mid classes (four of every Mid class add up to 1.2 MB).
 static uint32_t bin_freeing_keep(unsigned cls) {
   uint32_t n = HAK_FREEING_KEEP_BYTES / hak__class_size[cls];
   return n < 1 ? 1 : n > HAK_FREEING ? HAK_FREEING : n;
