@@ -45,6 +45,17 @@ static pthread_barrier_t g_start;
 
 typedef struct { pthread_t th; uint64_t rng; unsigned long long n; double t_end; } worker_t;
 
+//! Adds sz (negative: freed) to the thread's step, and the step to g_live
+//! once it reaches LIVE_STEP bytes or the batch ends; the new g_live then,
+//! else 0.
+static long live_step(long* step, long sz, int last) {
+  *step += sz;
+  if (!last && labs(*step) < (long)LIVE_STEP) return 0;
+  long d = *step;
+  *step = 0;
+  return atomic_fetch_add_explicit(&g_live, d, memory_order_relaxed) + d;
+}
+
 static batch_t* get_spare(void) {
   /* caller holds g_qlock */
   batch_t* b = g_spare;
@@ -73,12 +84,8 @@ static void* producer(void* arg) {
       for (size_t o = 4096 - ((uintptr_t)p & 4095); o < sz; o += 4096) p[o] = (char)i;
       b->p[i] = p;
       b->sz[i] = (uint32_t)sz;
-      step += (long)sz;
-      if (step >= (long)LIVE_STEP || i == BATCH - 1) {
-        long now = atomic_fetch_add_explicit(&g_live, step, memory_order_relaxed) + step;
-        if (now > peak) peak = now;
-        step = 0;
-      }
+      long now = live_step(&step, (long)sz, i == BATCH - 1);
+      if (now > peak) peak = now;
     }
     b->n = BATCH;
     b->next = NULL;
@@ -122,11 +129,7 @@ static void* consumer(void* arg) {
       volatile char* c = b->p[i];
       c[0]++;
       free(b->p[i]);
-      step += (long)b->sz[i];
-      if (step >= (long)LIVE_STEP || i == b->n - 1) {
-        atomic_fetch_sub_explicit(&g_live, step, memory_order_relaxed);
-        step = 0;
-      }
+      live_step(&step, -(long)b->sz[i], i == b->n - 1);
     }
     if (counted) { freed += (unsigned long long)b->n; t_end = bench_now(); }
     pthread_mutex_lock(&g_qlock);

@@ -57,7 +57,7 @@ extern uint8_t hak__segmap[HAK_SEGMAP_N];
 #define HAK_SMALL_CLASSES (HAK_TINY_CLASSES + HAK_MID_CLASSES)
 #define HAK_LARGE_CLASSES 17    /* 64K .. 1M, 4 per doubling */
 #define HAK_MID_BASE_MAX 1024   /* bound of HAKMEM_POOL_TLS_RING: a Mid list's base, blocks */
-#define HAK_FREEING      4      /* blocks a list keeps while its thread only frees the class */
+#define HAK_FREEING      4      /* most blocks a list keeps while its thread only frees the class */
 #define HAK_SHARDS       4      /* central freelist shards per class */
 
 extern const uint32_t hak__class_size[HAK_SMALL_CLASSES];
@@ -271,10 +271,10 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
 #define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
 #define HAK_ALLOC_ONLY_BYTES (32u * 1024)    /* most a refill asks for when the list freed nothing since the last */
 #define HAK_FREEING_TINY_BYTES (16u * 1024)  /* a free-only Tiny list's spill batch (tiny.c, bin_spill) */
-/* and a Mid one's, at least HAK_FREEING_MID_LEAST blocks: each spill is a
- * central push, so a 32 KiB class spills 8 at a time (DESIGN.md) */
-#define HAK_FREEING_MID_BYTES (64u * 1024)
-#define HAK_FREEING_MID_LEAST 8u
+#define HAK_FREEING_MID_BYTES (64u * 1024)  /* and a Mid one's (DESIGN.md) */
+/* and at least this many blocks: each spill is a central push, so a 32 KiB
+ * class spills 8 at a time (Tiny's batches are 16 blocks or more anyway) */
+#define HAK_FREEING_LEAST 8u
 #define HAK_FREEING_KEEP_BYTES (16u * 1024) /* what it keeps: HAK_FREEING blocks, 1 at least */
 
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */

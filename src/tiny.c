@@ -225,12 +225,12 @@ static uint32_t bin_freeing_keep(unsigned cls) {
 
 //! The blocks a free-only list gathers before it spills them: a base, and
 //! at most HAK_FREEING_MID_BYTES for Mid (a consumer's lists of every Mid
-//! class add up) and HAK_FREEING_TINY_BYTES for Tiny.
+//! class add up) and HAK_FREEING_TINY_BYTES for Tiny; HAK_FREEING_LEAST
+//! at least.
 static uint32_t bin_freeing_batch(const PoolTLSBin* b, unsigned cls) {
   uint32_t most = (cls < HAK_TINY_CLASSES ? HAK_FREEING_TINY_BYTES : HAK_FREEING_MID_BYTES) / hak__class_size[cls];
   uint32_t n = b->base < most ? b->base : most;
-  uint32_t least = cls < HAK_TINY_CLASSES ? HAK_FREEING : HAK_FREEING_MID_LEAST;
-  return n < least ? least : n;
+  return n < HAK_FREEING_LEAST ? HAK_FREEING_LEAST : n;
 }
 
 /* Tiny spills its oldest blocks: a list spilling its newest keeps the

@@ -71,7 +71,7 @@ static inline uint32_t pt_mid_keep(unsigned c) {
 static inline uint32_t pt_mid_batch(unsigned c, uint32_t base) {
   uint32_t n = HAK_FREEING_MID_BYTES / (uint32_t)hak__class_size[c];
   if (n > base) n = base;
-  return n < HAK_FREEING_MID_LEAST ? HAK_FREEING_MID_LEAST : n;
+  return n < HAK_FREEING_LEAST ? HAK_FREEING_LEAST : n;
 }
 
 /* Thread h's counter k of class c: a small class's allocs and frees are in its bin. */

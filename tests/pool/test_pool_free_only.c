@@ -38,7 +38,7 @@ static void* free_only(void* arg) {
         "central gained %llu of %d freed blocks, the thread holds %u", (unsigned long long)(central - central0),
         N_MID, held);
   /* it allocates again: the list empties, and the refill gives it its limit back */
-  void* p[HAK_FREEING + HAK_FREEING_MID_LEAST + HAK_FREEING_MID_BYTES / MID_SIZE + 1];
+  void* p[HAK_FREEING + HAK_FREEING_LEAST + HAK_FREEING_MID_BYTES / MID_SIZE + 1];
   uint32_t k = hak__bin_count(b) + 1;
   for (uint32_t i = 0; i < k; i++) CHECK((p[i] = A_MALLOC(MID_SIZE)) != NULL, "malloc");
   CHECK(!h->aux[c].freeing && b->limit >= b->base, "the list stayed short (limit %u of base %u) after a refill",
