@@ -28,7 +28,7 @@ NPROC=$(nproc 2>/dev/null || echo 2)
 THREADS=${THREADS:-$([ "$NPROC" -gt 1 ] && echo "1,$NPROC" || echo 1)}
 ALLOCATORS=${ALLOCATORS:-hakmem,glibc,mimalloc,jemalloc,tcmalloc}
 REPEAT=${REPEAT:-3}
-ALL_WORKLOADS=larson_tiny,larson_mid,tiny,mid,large,huge,mlarge,prodcons_64,prodcons_tiny,prodcons_mid,batch16,realloc,burst,replay_python,replay_sqlite,replay_gcc,fastpath
+ALL_WORKLOADS=larson_tiny,larson_mid,tiny,mid,large,huge,mlarge,prodcons_64,prodcons_tiny,prodcons_mid,batch16,realloc,burst,shift,replay_python,replay_sqlite,replay_gcc,fastpath
 EXTRA_WORKLOADS=mixed,edge   # only when named in WORKLOADS (bench/bands.c says why)
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SUBJECT=${SUBJECT:-hakmem}
@@ -43,7 +43,7 @@ die() { echo "run_bench_suite: FATAL: $*" >&2; exit 2; }
 . bench/tools/allocators.sh
 
 # ---- workloads: wl_cmd NAME THREADS -> the command line (empty = skip this T)
-single_thread() { case $1 in mlarge|replay_*|fastpath) return 0 ;; esac; return 1; }
+single_thread() { case $1 in mlarge|shift|replay_*|fastpath) return 0 ;; esac; return 1; }
 wl_cmd() {
   local w=$1 t=$2 rt=$RUNTIME pc=$(( $2 < 2 ? 2 : $2 ))
   case $w in
@@ -57,6 +57,7 @@ wl_cmd() {
     batch16)       echo "$BIN/batch $rt $t 16 32 10000" ;;
     realloc)       echo "$BIN/realloc_grow $rt $t 256" ;;
     burst)         echo "$BIN/burst $rt 256 $t 4096" ;;
+    shift)         echo "$BIN/shift $rt" ;;
     replay_*)      echo "$BIN/replay bench/traces/${w#replay_}.trace.xz $rt" ;;
     *) die "unknown workload '$w' (known: $ALL_WORKLOADS,$EXTRA_WORKLOADS)" ;;
   esac
@@ -262,7 +263,7 @@ for a in "${AS[@]}"; do
 done
 [ ${#USE[@]} -gt 0 ] || die "no allocator available"
 ALLOCATORS=$(IFS=,; echo "${USE[*]}")
-for b in larson bands prodcons batch realloc_grow burst replay fastpath; do
+for b in larson bands prodcons batch realloc_grow burst shift replay fastpath; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing: run 'make benches' (or 'make all') first"
 done
 

@@ -84,7 +84,7 @@ typedef struct hak_page {
   uint32_t capacity;           /* blocks that fit */
   _Atomic uint32_t carved;     /* blocks handed out by the bump pointer */
   struct hak_page* next_orphan; /* list of partly carved pages, under the segment lock */
-  uint64_t orphan_ns;          /* when its thread exited and left it (hak__page_orphan) */
+  uint64_t orphan_ns;          /* when its thread exited and left it (hak__page_orphan), or it was stashed warm */
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint32_t color;              /* byte offset of the first block: its cache colour */
@@ -171,6 +171,11 @@ HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
 hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner, int color);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
+void        hak__page_stash(hak_page_t* pg);              /* wholly free, kept committed (warm) */
+uint32_t    hak__page_warm_decay(uint64_t before);        /* warm pages stashed before: to the OS */
+uint32_t    hak__page_warm_count(void);                   /* warm pages now */
+uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
+uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
 void        hak__page_retire(hak_page_t* pg, uint32_t carved);  /* carved out: ownerless, FULL */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
@@ -402,6 +407,7 @@ extern _Atomic uint64_t hak__threads_started, hak__threads_exited;
 void  hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n);
 void  hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p);
 int   hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
+void  hak__small_reclaim(unsigned cls);
 void  hak__small_page_retire(hak_heap_t* h, unsigned cls);
 size_t hak__small_trim(void);
 uint64_t hak__small_pages_in_use(unsigned cls);

@@ -29,6 +29,16 @@ _Atomic int hak__anon_pops;
 static hak_page_t* seg_orphans[HAK_SMALL_CLASSES];
 static _Atomic uint32_t seg_orphan_n[HAK_SMALL_CLASSES];
 
+static void page_to_segment(hak_page_t* pg);
+
+/* Warm pages: wholly free pages taken from one class's lists for another
+ * class that needed fresh ones (hak__small_reclaim), kept committed so the
+ * next page a class takes costs no page faults.  Newest first; those
+ * unused for HAKMEM_DECAY_MS go back to the OS (hak__page_warm_decay). */
+static hak_page_t* seg_warm;                    /* under seg_lock */
+static _Atomic uint32_t seg_warm_n[2];          /* by the layer they were last in */
+static _Atomic uint64_t seg_warm_taken;         /* pages ever taken warm */
+
 void hak__segment_lock(void) { pthread_mutex_lock(&seg_lock); }
 void hak__segment_unlock(void) { pthread_mutex_unlock(&seg_lock); }
 void hak__segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
@@ -112,10 +122,22 @@ static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   t->ccolor = pg->color * hak__class_div[cls].c;
 }
 
+static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color);
+static unsigned page_layer(const hak_page_t* pg);
+
 //! Takes a free page for class cls, owned by owner, of colour color (a
 //! multiple of 64 the class allows), or of the class's next if color < 0.
 hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
   pthread_mutex_lock(&seg_lock);
+  hak_page_t* pg = seg_warm;
+  if (pg) {
+    seg_warm = pg->next_free;
+    atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&seg_warm_taken, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&seg_lock);
+    hak__layer_mapped_add(page_layer(pg), -(int64_t)HAK_PAGE_SIZE);
+    return page_take(pg, cls, owner, color);
+  }
   hak_segment_t* s = seg_avail;
   /* a failed mapping trims, which may have freed pages meanwhile */
   if (!s && !(s = segment_grow_locked()) && !(s = seg_avail)) {
@@ -131,27 +153,48 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
     s->in_avail = 0;
   }
   pthread_mutex_unlock(&seg_lock);
-  hak_page_t* pg = &s->pages[i];
+  return page_take(&s->pages[i], cls, owner, color);
+}
+
+//! A free page becomes class cls's, owned by owner.
+static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color) {
   page_init_class(pg, cls, color);
   hak__page_set_owner(pg, owner->token);
   pg->committed = 1;
   atomic_store_explicit(&pg->carved, 0, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_ACTIVE, memory_order_release);
   atomic_fetch_add_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
-  hak__layer_mapped_add(cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID, HAK_PAGE_SIZE);
+  hak__layer_mapped_add(page_layer(pg), HAK_PAGE_SIZE);
   return pg;
+}
+
+//! The layer a page's class is in (HAK_LAYER_TINY 0, HAK_LAYER_MID 1).
+static unsigned page_layer(const hak_page_t* pg) { return pg->cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID; }
+
+//! A page leaves its class: free to the fast path, not in use.
+static void page_unclass(hak_page_t* pg) {
+  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
+  hak__page_set_tag(pg, HAK_TOKEN_SENTINEL);      /* free: the fast path declines */
+  atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
+  atomic_fetch_sub_explicit(&seg_pages_in_use[pg->cls], 1, memory_order_relaxed);
+}
+
+//! A free page's memory goes back to the OS, and the page to its segment.
+static void page_decommit(hak_page_t* pg) {
+  hak__os_decommit((void*)hak__page_start(pg), HAK_PAGE_SIZE);
+  pg->committed = 0;
+  hak__layer_mapped_add(page_layer(pg), -(int64_t)HAK_PAGE_SIZE);
+  page_to_segment(pg);
 }
 
 //! A wholly free page goes back to the OS and to its segment.
 void hak__page_release(hak_page_t* pg) {
-  unsigned cls = pg->cls;
-  hak__os_decommit((void*)hak__page_start(pg), HAK_PAGE_SIZE);
-  pg->committed = 0;
-  atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
-  hak__page_set_tag(pg, HAK_TOKEN_SENTINEL);      /* free: the fast path declines */
-  atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
-  atomic_fetch_sub_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
-  hak__layer_mapped_add(cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID, -(int64_t)HAK_PAGE_SIZE);
+  page_unclass(pg);
+  page_decommit(pg);
+}
+
+//! A free page back in its segment's mask (its memory already decommitted).
+static void page_to_segment(hak_page_t* pg) {
   hak_segment_t* s = (hak_segment_t*)((uintptr_t)pg & ~HAK_SEG_MASK);
   unsigned i = (unsigned)(pg - s->pages);
   pthread_mutex_lock(&seg_lock);
@@ -164,6 +207,49 @@ void hak__page_release(hak_page_t* pg) {
   }
   pthread_mutex_unlock(&seg_lock);
 }
+
+//! A wholly free page, still committed, waits for the next page any class
+//! takes (its memory holds the old class's blocks: a carve writes every
+//! block it links, and hands none out unwritten).  It stays counted in its
+//! layer's mapped bytes, and as a cached page, until then.
+void hak__page_stash(hak_page_t* pg) {
+  page_unclass(pg);
+  pg->orphan_ns = hak__os_now_ns();
+  pthread_mutex_lock(&seg_lock);
+  pg->next_free = seg_warm;
+  seg_warm = pg;
+  atomic_fetch_add_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+  pthread_mutex_unlock(&seg_lock);
+}
+
+//! Warm pages stashed before `before` (every one if UINT64_MAX) go back to
+//! the OS; returns how many.  The list is newest first (stash and take
+//! at the head), so the old ones are its tail.
+uint32_t hak__page_warm_decay(uint64_t before) {
+  if (!hak__page_warm_count()) return 0;
+  pthread_mutex_lock(&seg_lock);
+  hak_page_t** pp = &seg_warm;
+  while (*pp && before != UINT64_MAX && (*pp)->orphan_ns >= before) pp = &(*pp)->next_free;
+  hak_page_t* old = *pp;
+  *pp = NULL;
+  for (hak_page_t* pg = old; pg; pg = pg->next_free)
+    atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+  pthread_mutex_unlock(&seg_lock);
+  uint32_t n = 0;
+  while (old) {
+    hak_page_t* pg = old;
+    old = pg->next_free;
+    page_decommit(pg);
+    n++;
+  }
+  return n;
+}
+
+uint32_t hak__page_warm_count(void) {
+  return atomic_load_explicit(&seg_warm_n[0], memory_order_relaxed) + atomic_load_explicit(&seg_warm_n[1], memory_order_relaxed);
+}
+uint32_t hak__page_warm_layer(unsigned layer) { return atomic_load_explicit(&seg_warm_n[layer], memory_order_relaxed); }
+uint64_t hak__page_warm_taken(void) { return atomic_load_explicit(&seg_warm_taken, memory_order_relaxed); }
 
 //! Marks a page carved out at `carved` blocks: blocks freed from now on go
 //! to the freeing thread's cache, and once all are back it may be released.

@@ -87,6 +87,8 @@ static void stats_gauges(hak_stats_t* out) {
     L->pages_in_use += hak__small_pages_in_use(c);
     L->pages_cached += hak__small_cached_blocks(c) / (bpp ? bpp : 1);
   }
+  out->layer[HAK_LAYER_TINY].pages_cached += hak__page_warm_layer(HAK_LAYER_TINY);   /* warm pages: free, resident */
+  out->layer[HAK_LAYER_MID].pages_cached += hak__page_warm_layer(HAK_LAYER_MID);
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++)
     out->layer[HAK_LAYER_LARGE].pages_cached +=
         hak__l25_cached_blocks(c) * hak__large_size[c] / HAK_PAGE_SIZE;
@@ -171,7 +173,8 @@ HAK_API void hak_stats_print(FILE* f) {
           s.bytes_mapped / 1048576.0, s.bytes_mapped_peak / 1048576.0);
   fprintf(f, "counters:");
   for (int k = 0; k < HAK_TS_COUNT; k++) fprintf(f, " %s=%llu", thread_stat_names[k], (unsigned long long)t->t[k]);
-  fprintf(f, " pages_released=%llu", (unsigned long long)hak__small_pages_released());
+  fprintf(f, " pages_released=%llu warm_pages=%u warm_taken=%llu", (unsigned long long)hak__small_pages_released(),
+          hak__page_warm_count(), (unsigned long long)hak__page_warm_taken());
   fprintf(f, "\nper class (size: allocs frees remote misses refills pages borrow central_pop central_push):\n");
   for (int c = 0; c < HAK_STAT_CLASSES; c++) {
     uint64_t v[HAK_CS_COUNT];
