@@ -200,6 +200,19 @@ static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
  * next (its CAS then fails on the tag); each heap keeps a few spares.
  * Without memory for a descriptor, a chain goes to the plain stack. */
 
+//! Adds run to the list first[] (k of max used), or when it is full joins
+//! run to the last one, whose last block is *tail if known (else found).
+static void runs_add(void** first, uint32_t* k, uint32_t max, void** tail, void* run) {
+  if (*k < max) {
+    first[(*k)++] = run;
+    *tail = NULL;
+    return;
+  }
+  if (!*tail) *tail = hak__link_last(first[max - 1], fl_class(first[max - 1]), NULL);
+  hak__link_set(*tail, run);
+  *tail = NULL;
+}
+
 int hak__freelist_empty(hak_freelist_t* fl) {
   return !fl_ptr(atomic_load_explicit(&fl->chains, memory_order_relaxed)) &&
          !fl_ptr(atomic_load_explicit(&fl->head, memory_order_relaxed));
@@ -456,6 +469,36 @@ static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
   return first;
 }
 
+//! Takes the chain stack whole, its descriptors kept for hak__runs_fill;
+//! returns how many chains, their blocks in *got.
+static uint32_t chains_take_runs(hak_freelist_t* fl, hak_chain_t** chains, uint32_t* got) {
+  uint64_t old = atomic_load_explicit(&fl->chains, memory_order_acquire);
+  while (!atomic_compare_exchange_weak_explicit(&fl->chains, &old, fl_pack(NULL, fl_tag(old) + 1),
+                                                memory_order_acquire, memory_order_relaxed)) {}
+  uint32_t k = 0, n = 0;
+  for (hak_chain_t* d = fl_ptr(old); d; d = chain_next(d)) {
+    k++;
+    n += d->n;
+  }
+  atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
+  *chains = fl_ptr(old);
+  *got = n;
+  return k;
+}
+
+//! The first blocks of the chains taken, into first[] from *k (see
+//! hak__runs_fill); the descriptors go back.  *tail: the last run's last
+//! block, if known.
+static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t max, void** tail) {
+  while (d) {
+    hak_chain_t* next = chain_next(d);
+    runs_add(first, k, max, tail, d->first);
+    *tail = d->last;
+    chain_put(NULL, d);
+    d = next;
+  }
+}
+
 void hak__freelist_fork_child(void) { pthread_mutex_init(&chain_grow_lock, NULL); }
 
 #else  /* HAK_CENTRAL_MUTEX: chains are plain batches under the lock */
@@ -478,7 +521,40 @@ static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
   *got = 0;
   return NULL;
 }
+
+static uint32_t chains_take_runs(hak_freelist_t* fl, hak_chain_t** chains, uint32_t* got) {
+  (void)fl;
+  *chains = NULL;
+  *got = 0;
+  return 0;
+}
+
+static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t max, void** tail) {
+  (void)d; (void)first; (void)k; (void)max; (void)tail;
+}
 #endif
+
+//! Takes both stacks whole, for a walk that follows their chains apart
+//! (the scavenger): returns how many NULL-terminated runs they make, which
+//! hak__runs_fill lists; the block count goes to *got.
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint32_t* got) {
+  uint32_t n1, n2;
+  uint32_t k = chains_take_runs(fl, &r->chains, &n1);
+  r->plain = fl_take_plain(fl, &n2);
+  *got = n1 + n2;
+  return k + (r->plain != NULL);
+}
+
+//! The first block of each run taken into first[] from *k, at most max in
+//! all (max >= 1): later ones join the last run (a walker short of memory
+//! for the list of runs).
+void hak__runs_fill(hak_runs_t* r, void** first, uint32_t* k, uint32_t max) {
+  void* tail = NULL;
+  chains_fill_runs(r->chains, first, k, max, &tail);
+  if (r->plain) runs_add(first, k, max, &tail, r->plain);
+  r->chains = NULL;
+  r->plain = NULL;
+}
 
 void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* got) {
   void* last;

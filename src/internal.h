@@ -216,6 +216,9 @@ void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* l
 /* pops up to max blocks as a chain (NULL-terminated); *n gets the count */
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* n, struct hak_heap* h);
 void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* n);
+typedef struct hak_runs { hak_chain_t* chains; void* plain; } hak_runs_t;   /* a walk's taken lists */
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint32_t* n);
+void  hak__runs_fill(hak_runs_t* r, void** first, uint32_t* k, uint32_t max);
 /* chains: push a whole chain in one CAS; pop whole chains until about max
  * blocks (at most 2 * max), *last gets the chain's last block if last */
 void  hak__freelist_push_chain(hak_freelist_t* fl, void* first, void* last, uint32_t n,

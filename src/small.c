@@ -17,7 +17,7 @@ static _Atomic int scav_busy[HAK_SMALL_CLASSES];
 static uint32_t scav_gen[HAK_SMALL_CLASSES];           /* under scav_busy */
 static _Atomic uint64_t scav_last_ns[HAK_SMALL_CLASSES];
 static _Atomic int64_t scav_low[HAK_SMALL_CLASSES];     /* low water of the central count */
-static _Atomic int scav_popped[HAK_SMALL_CLASSES];      /* a pop since the last upkeep tick */
+static _Atomic int scav_popped[HAK_SMALL_CLASSES];      /* a pop or fresh pages since the last upkeep tick */
 
 /* A walk that released little (under an eighth of the blocks it walked) is
  * not repeated until the lists have doubled, the keep is lowered, or its
@@ -85,6 +85,7 @@ void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* las
   hak__bg_kick();
 }
 
+static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash);
 static _Atomic uint64_t tick_last_ns;
 
 //! Periodic upkeep from slow paths (at most every 100 ms): release surplus
@@ -97,15 +98,18 @@ void hak__maintenance_tick(void) {
 }
 
 //! A class whose central lists hold surplus and were not popped at all
-//! since the last tick is idle: its surplus goes back now, not at the end
-//! of the window (a burst freed, then a quiet program).
+//! since the last tick is idle: its surplus leaves now, not at the end of
+//! the window (a burst freed, then a quiet program).  Its wholly free pages
+//! go warm, and to the OS a decay window later unless another class takes
+//! them first: a program whose sizes change round after round (bench/shift)
+//! left each size idle for a tick, and refaulted 600-1100 pages a second.
 static void small_idle_scavenge(unsigned cls) {
   int popped = atomic_exchange_explicit(&scav_popped[cls], 0, memory_order_relaxed);
   int64_t count = (int64_t)hak__small_cached_blocks(cls);
   int64_t bpp = small_bpp(cls);
   uint32_t cap = hak__policy_cap(cls);
   if (popped || count <= ((int64_t)cap + 4) * bpp) return;
-  hak__small_scavenge(cls, cap, 0);
+  small_walk(cls, cap, 0, 1);
   atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
 }
 
@@ -262,6 +266,11 @@ static int small_adopt(hak_heap_t* h, unsigned cls) {
 
 //! Counts `got` fresh pages taken by one refill (a miss each).
 static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
+  /* in use: a class that frees a round it carved is not idle (its pages
+   * went to the OS at the tick, just before the next round, of another
+   * size, would have taken them warm: 1149 pages a second refaulted) */
+  if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
+    atomic_store_explicit(&scav_popped[cls], 1, memory_order_relaxed);
   hak__maintenance_tick();
   HAK_CSTAT(h, cls, refill, 1);
   HAK_CSTAT(h, cls, refill_pages, got);
@@ -356,6 +365,55 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
 
 static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash);
 
+/* A walk reads one cold block per link.  Followed one after another, the
+ * misses are serial: walking a 100-byte class's 250k free blocks took 20 ms
+ * a pass.  So the walk follows the lists' chains side by side, a block of
+ * each in turn, and their misses overlap. */
+#define WALK_RUNS  256   /* chains listed on the stack; more take a mapping */
+#define WALK_LANES 16    /* chains followed side by side */
+typedef struct walk_lanes {
+  void** run;
+  uint32_t nrun, next;   /* runs, and the first not yet started */
+  unsigned nl, i;        /* lanes in use, and the next to step */
+  unsigned at;           /* the lane of the block lanes_next returned */
+  void* lane[WALK_LANES];
+  uint8_t id[WALK_LANES]; /* a lane's number, kept as lanes move to fill a gap */
+} walk_lanes_t;
+
+//! Starts the lanes on the first runs.
+static void lanes_start(walk_lanes_t* w, void** run, uint32_t nrun) {
+  w->run = run;
+  w->nrun = nrun;
+  w->next = w->nl = w->i = 0;
+  for (unsigned k = 0; k < WALK_LANES; k++) w->id[k] = (uint8_t)k;
+  while (w->nl < WALK_LANES && w->next < nrun) w->lane[w->nl++] = run[w->next++];
+}
+
+//! The next block of the walk, the lanes taken in turn, or NULL at the end.
+//! Its link is read already: the caller may rewrite it.
+static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
+  if (!w->nl) return NULL;
+  if (w->i >= w->nl) w->i = 0;
+  unsigned i = w->i;
+  void* p = w->lane[i];
+  w->at = w->id[i];
+  void* q = hak__link_get(p, (int)cls);
+  if (q) {
+    w->lane[i] = q;
+    w->i = i + 1;
+  } else if (w->next < w->nrun) {
+    w->lane[i] = w->run[w->next++];
+    w->i = i + 1;
+  } else {
+    uint8_t id = w->id[i];           /* the last lane steps next in its place */
+    w->nl--;
+    w->lane[i] = w->lane[w->nl];
+    w->id[i] = w->id[w->nl];
+    w->id[w->nl] = id;
+  }
+  return p;
+}
+
 //! Before class cls takes fresh pages: the class whose central lists hold
 //! the most bytes beyond its CAP (and four pages) gives all its wholly free
 //! pages to the warm stash, where cls (and any class after it) takes them
@@ -406,63 +464,81 @@ static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash) {
       return 0;
     }
   }
-  void* all = NULL;
+  hak_runs_t taken[HAK_SHARDS];
+  uint32_t want = 0, nrun = 0;
   for (unsigned s = 0; s < HAK_SHARDS; s++) {
     uint32_t n;
-    void* chain = hak__freelist_take_all(&central[cls][s], &n);
-    if (!chain) continue;
-    hak__link_set(hak__link_last(chain, (int)cls, NULL), all);
-    all = chain;
+    want += hak__freelist_take_runs(&central[cls][s], &taken[s], &n);
   }
+  void* stack_runs[WALK_RUNS];
+  size_t map_bytes = want > WALK_RUNS ? (size_t)want * sizeof(void*) : 0;
+  void** runs = map_bytes ? hak__os_map(map_bytes) : NULL;
+  uint32_t max = runs ? want : WALK_RUNS;    /* without memory, later chains join the last run */
+  if (!runs) runs = stack_runs;
+  for (unsigned s = 0; s < HAK_SHARDS; s++) hak__runs_fill(&taken[s], runs, &nrun, max);
   uint32_t gen = ++scav_gen[cls];
   if (gen == 0) gen = ++scav_gen[cls];
-  for (void* p = all; p; p = hak__link_get(p, (int)cls)) {
+  walk_lanes_t w;
+  lanes_start(&w, runs, nrun);
+  hak_page_t* pages = NULL;               /* each page seen, once */
+  for (void* p; (p = lanes_next(&w, cls)) != NULL;) {
     hak_page_t* pg = hak__page_of((uintptr_t)p);
-    if (pg->scav_gen != gen) { pg->scav_gen = gen; pg->scav_count = 0; }
+    if (pg->scav_gen != gen) {
+      pg->scav_gen = gen;
+      pg->scav_count = 0;
+      pg->next_free = pages;
+      pages = pg;
+    }
     pg->scav_count++;
   }
-  /* decide per page once: DROP (whole, beyond keep_pages), or keep it in
-   * one of three runs, in the order blocks will be handed out again:
-   * pages mostly in use first, then mostly free ones, then whole ones, so
-   * the mostly free pages get the chance to become whole */
+  /* decide per page: DROP (whole, beyond keep_pages), or keep it in one of
+   * three runs, in the order blocks will be handed out again: pages mostly
+   * in use first, then mostly free ones, then whole ones, so the mostly
+   * free pages get the chance to become whole */
   const uint32_t DROP = 0x40000000u, KEEP = 0x80000000u;
-  uint32_t kept_pages = 0, released = 0;
-  void* head[3] = {NULL, NULL, NULL}; void* tail[3] = {NULL, NULL, NULL};
-  uint32_t keep_n = 0;
+  uint32_t kept_pages = 0, released = 0, keeping = 0;
   hak_page_t* drop = NULL;
-  for (void* p = all; p;) {
-    void* next = hak__link_get(p, (int)cls);
-    hak_page_t* pg = hak__page_of((uintptr_t)p);
-    uint32_t sc = pg->scav_count;
-    if (!(sc & (KEEP | DROP))) {
-      int whole = atomic_load_explicit(&pg->state, memory_order_acquire) == HAK_PAGE_FULL &&
-                  sc == atomic_load_explicit(&pg->carved, memory_order_relaxed);
-      if (whole && (force || kept_pages >= keep_pages)) {
-        sc = DROP;
-        pg->next_free = drop;
-        drop = pg;
-      } else {
-        if (whole) kept_pages++;
-        uint32_t run = whole ? 2 : 2 * sc > atomic_load_explicit(&pg->carved, memory_order_relaxed) ? 1 : 0;
-        sc = KEEP | run;
-      }
-      pg->scav_count = sc;
+  for (hak_page_t *pg = pages, *next; pg; pg = next) {
+    next = pg->next_free;
+    uint32_t sc = pg->scav_count, carved = atomic_load_explicit(&pg->carved, memory_order_relaxed);
+    int whole = atomic_load_explicit(&pg->state, memory_order_acquire) == HAK_PAGE_FULL && sc == carved;
+    if (whole && (force || kept_pages >= keep_pages)) {
+      pg->scav_count = DROP;
+      pg->next_free = drop;
+      drop = pg;
+    } else {
+      if (whole) kept_pages++;
+      pg->scav_count = KEEP | (whole ? 2 : 2 * sc > carved ? 1 : 0);
+      keeping++;
     }
+  }
+  /* kept blocks in the order each lane walked them: blocks of one page
+   * mostly sit together in a chain, and handing them out together lets
+   * pages fill and empty whole (interleaved, a class's cache shrank less:
+   * tests/learner/test_learner_live) */
+  void* head[WALK_LANES][3] = {{NULL}}; void* tail[WALK_LANES][3] = {{NULL}};
+  uint32_t keep_n = 0;
+  if (keeping) lanes_start(&w, runs, nrun);   /* no page kept: no block to relink */
+  else w.nl = 0;
+  for (void* p; (p = lanes_next(&w, cls)) != NULL;) {
+    uint32_t sc = hak__page_of((uintptr_t)p)->scav_count;
     if (sc & KEEP) {
       unsigned run = sc & 3;
       hak__link_set(p, NULL);
-      if (tail[run]) hak__link_set(tail[run], p); else head[run] = p;
-      tail[run] = p;
+      unsigned l = w.at;
+      if (tail[l][run]) hak__link_set(tail[l][run], p); else head[l][run] = p;
+      tail[l][run] = p;
       keep_n++;
     }
-    p = next;
   }
+  if (runs != stack_runs) hak__os_unmap(runs, map_bytes);
   void* keep_head = NULL; void* keep_tail = NULL;
-  for (int r = 2; r >= 0; r--) {          /* run 0 ends up on top */
-    if (!head[r]) continue;
-    if (keep_head) hak__link_set(tail[r], keep_head); else keep_tail = tail[r];
-    keep_head = head[r];
-  }
+  for (int r = 2; r >= 0; r--)            /* run 0 ends up on top, lane 0 first */
+    for (int l = WALK_LANES - 1; l >= 0; l--) {
+      if (!head[l][r]) continue;
+      if (keep_head) hak__link_set(tail[l][r], keep_head); else keep_tail = tail[l][r];
+      keep_head = head[l][r];
+    }
   if (keep_head) hak__freelist_push_chain(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
   while (drop) {
     hak_page_t* pg = drop;
