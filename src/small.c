@@ -88,6 +88,12 @@ void hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* las
 static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash);
 static _Atomic uint64_t tick_last_ns;
 
+//! Whether free pages may go warm: not under HAKMEM_VALGRIND (memcheck
+//! tracks each block's memory) nor HAKMEM_SECURE (a warm page's uncarved
+//! part holds the old class's free marks, which its link check would take
+//! for free blocks of the new class: fresh pages read zero).
+static int small_warm_ok(void) { return !hak__opt.valgrind && !hak__opt.secure; }
+
 //! Periodic upkeep from slow paths (at most every 100 ms): release surplus
 //! pages of idle classes and decay the huge-mapping cache.
 void hak__maintenance_tick(void) {
@@ -109,7 +115,7 @@ static void small_idle_scavenge(unsigned cls) {
   int64_t bpp = small_bpp(cls);
   uint32_t cap = hak__policy_cap(cls);
   if (popped || count <= ((int64_t)cap + 4) * bpp) return;
-  small_walk(cls, cap, 0, 1);
+  small_walk(cls, cap, 0, small_warm_ok());
   atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
 }
 
@@ -292,7 +298,7 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
   if (in_use >= cap) batch = 1;                                  /* soft CAP: one at a time */
   else if (in_use + (uint64_t)batch > cap) batch = (int)(cap - in_use);
   int got = 0;
-  if (!hak__opt.valgrind) hak__small_reclaim(cls);
+  hak__small_reclaim(cls);
   for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
     PoolTLSPage* s = &h->pages[cls][i];
     if (s->page && s->bump < s->end) continue;
@@ -426,7 +432,7 @@ static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
 //! 137 MB).  The scavenger's memo keeps one class from being walked again
 //! before its lists have doubled.
 void hak__small_reclaim(unsigned cls) {
-  if (hak__opt.keep || hak__page_warm_count()) return;
+  if (hak__opt.keep || !small_warm_ok() || hak__page_warm_count()) return;
   unsigned best = cls;
   uint64_t best_bytes = 0;
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {

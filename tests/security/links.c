@@ -15,6 +15,12 @@
  *          Large reclaim): every link path under concurrency.  Contents
  *          are checked at free.  Asserted: exit 0, no "hakmem:" report
  *          (no false positive from a stale link read by a lock-free pop).
+ *  warm    Frees 16 MiB of 30000-byte blocks (two to a page), then takes a
+ *          4000-byte block, whose page in default mode is one of theirs taken
+ *          warm (still holding their free marks).  Asserted: secure mode
+ *          takes no warm page, and its link check rejects the uncarved block
+ *          start at the page's middle; default mode takes the warm page (so
+ *          the scenario is live).
  *
  * The attacks themselves (a link overwritten after the free, or by an
  * overflow) are cases link/... of tests/security/misuse.c. */
@@ -23,6 +29,8 @@
 #include <stdatomic.h>
 #include "hk_test.h"
 #include "../stress/rel_alloc.h"
+#include "internal.h"
+#include "link.h"
 
 #define SEC_POISON_WORD 0xDFDFDFDFDFDFDFDFull   /* src/secure.c's poison */
 
@@ -162,6 +170,22 @@ static void part_mt(void) {
   printf("mt ops %ld threads %d\n", atomic_load(&ops_done), nt);
 }
 
+/* ---- warm ------------------------------------------------------------------ */
+static void part_warm(void) {
+  enum { NA = (16 << 20) / 30000 + 300 };
+  static void* a[NA];
+  for (int i = 0; i < NA; i++) CHECK((a[i] = A_MALLOC(30000)) != NULL, "malloc(30000)");
+  for (int i = 0; i < NA; i++) A_FREE(a[i]);
+  uint64_t t0 = hak__page_warm_taken();
+  void* b = A_MALLOC(4000);
+  CHECK(b, "malloc(4000)");
+  uintptr_t probe = ((uintptr_t)b & ~(uintptr_t)(HAK_PAGE_SIZE - 1)) + 32768;   /* a 4 KiB block start, uncarved */
+  hak_page_t* pg = hak__page_of((uintptr_t)b);
+  int valid = hak__link_secure() ? hak__link_valid(probe, (int)pg->cls) : 0;
+  printf("warm taken %llu valid %d\n", (unsigned long long)(hak__page_warm_taken() - t0), valid);
+  A_FREE(b);
+}
+
 /* ---- parent ------------------------------------------------------------------ */
 static hk_child_t child;
 
@@ -181,6 +205,7 @@ static const char* run_part(const char* part, int secure) {
 int main(int argc, char** argv) {
   if (argc > 1 && !strcmp(argv[1], "clear")) { part_clear(); return 0; }
   if (argc > 1 && !strcmp(argv[1], "mt")) { part_mt(); return 0; }
+  if (argc > 1 && !strcmp(argv[1], "warm")) { part_warm(); return 0; }
   hk_begin("links", 240);
 
   for (int secure = 0; secure < 2; secure++) {
@@ -195,6 +220,18 @@ int main(int argc, char** argv) {
     } else {
       CHECK(clear >= N_TINY / 2, "default mode: links are plain, yet only %d were seen in clear (test blind?)", clear);
     }
+  }
+  for (int secure = 0; secure < 2; secure++) {
+    const char* out = run_part("warm", secure);
+    unsigned long long taken = 0;
+    int valid = -1;
+    CHECK(sscanf(out, "warm taken %llu valid %d", &taken, &valid) == 2, "output: %s", out);
+    printf("links: warm, %s mode: %llu pages taken warm; uncarved old block start valid: %d\n",
+           secure ? "secure" : "default", taken, valid);
+    if (secure)
+      CHECK(taken == 0 && valid == 0, "secure mode: %llu pages taken warm, stale block start valid %d", taken, valid);
+    else
+      CHECK(taken > 0, "default mode: the 4000-byte block's page was not taken warm (test blind?)");
   }
   for (int secure = 1; secure >= 0; secure--) {
     const char* out = run_part("mt", secure);
