@@ -369,8 +369,6 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
 
 /* ---- scavenger ---------------------------------------------------------- */
 
-static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash);
-
 /* A walk reads one cold block per link.  Followed one after another, the
  * misses are serial: walking a 100-byte class's 250k free blocks took 20 ms
  * a pass.  So the walk follows the lists' chains side by side, a block of
@@ -429,8 +427,8 @@ static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
 //! class's blocks go back to its own lists, never to their pages, so
 //! without this a program whose sizes change carved fresh pages for each
 //! new size while the old size's pages waited for their decay (peak RSS
-//! 137 MB).  The scavenger's memo keeps one class from being walked again
-//! before its lists have doubled.
+//! 137 MB).  After a walk that found few whole pages, the scavenger's memo
+//! keeps that class from being walked again before its lists have doubled.
 void hak__small_reclaim(unsigned cls) {
   if (hak__opt.keep || !small_warm_ok() || hak__page_warm_count()) return;
   unsigned best = cls;
@@ -450,8 +448,11 @@ int hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force) {
   return small_walk(cls, keep_pages, force, 0);
 }
 
-//! The scavenger's walk; with stash, the wholly free pages beyond
-//! keep_pages go to the warm stash instead of to the OS.
+//! Takes every block of the class, gives back its wholly free pages beyond
+//! keep_pages (to the OS, or with stash to the warm stash), and puts the
+//! rest back.  If another thread is walking this class it returns at once,
+//! except when forced (trim, out of memory), and unforced it skips a walk
+//! its last fruitless one says is pointless (scav_memo).  1 if it walked.
 static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash) {
   int expect = 0;
   unsigned waits = 0;
@@ -471,15 +472,15 @@ static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash) {
     }
   }
   hak_runs_t taken[HAK_SHARDS];
-  uint32_t want = 0, nrun = 0;
+  uint32_t all = 0, nrun = 0;
   for (unsigned s = 0; s < HAK_SHARDS; s++) {
     uint32_t n;
-    want += hak__freelist_take_runs(&central[cls][s], &taken[s], &n);
+    all += hak__freelist_take_runs(&central[cls][s], &taken[s], &n);
   }
   void* stack_runs[WALK_RUNS];
-  size_t map_bytes = want > WALK_RUNS ? (size_t)want * sizeof(void*) : 0;
+  size_t map_bytes = all > WALK_RUNS ? (size_t)all * sizeof(void*) : 0;
   void** runs = map_bytes ? hak__os_map(map_bytes) : NULL;
-  uint32_t max = runs ? want : WALK_RUNS;    /* without memory, later chains join the last run */
+  uint32_t max = runs ? all : WALK_RUNS;     /* without memory, later chains join the last run */
   if (!runs) runs = stack_runs;
   for (unsigned s = 0; s < HAK_SHARDS; s++) hak__runs_fill(&taken[s], runs, &nrun, max);
   uint32_t gen = ++scav_gen[cls];
