@@ -372,7 +372,9 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
 /* A walk reads one cold block per link.  Followed one after another, the
  * misses are serial: walking a 100-byte class's 250k free blocks took 20 ms
  * a pass.  So the walk follows the lists' chains side by side, a block of
- * each in turn, and their misses overlap. */
+ * each in turn, and prefetches each lane's next block when it learns of
+ * it, 16 steps before it reads it (bench/shift: the walk's time against
+ * memset's 1.13 serial, 0.59 in lanes, 0.35 with the prefetch). */
 #define WALK_RUNS  256   /* chains listed on the stack; more take a mapping */
 #define WALK_LANES 16    /* chains followed side by side */
 typedef struct walk_lanes {
@@ -403,10 +405,12 @@ static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
   w->at = w->id[i];
   void* q = hak__link_get(p, (int)cls);
   if (q) {
+    __builtin_prefetch(q);           /* read when this lane's turn comes again */
     w->lane[i] = q;
     w->i = i + 1;
   } else if (w->next < w->nrun) {
     w->lane[i] = w->run[w->next++];
+    __builtin_prefetch(w->lane[i]);
     w->i = i + 1;
   } else {
     uint8_t id = w->id[i];           /* the last lane steps next in its place */
