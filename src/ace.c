@@ -100,8 +100,7 @@ uint64_t hak__ace_class_waste(const hak_tstats_t* t, unsigned c) {
 void hak__ace_layers(const hak_tstats_t* t, uint64_t out[HAK_LAYER_COUNT]) {
   memset(out, 0, sizeof(uint64_t) * HAK_LAYER_COUNT);
   for (unsigned c = 0; c < HAK_STAT_HUGE; c++) {
-    int layer = c < HAK_TINY_CLASSES ? HAK_LAYER_TINY : c < HAK_SMALL_CLASSES ? HAK_LAYER_MID : HAK_LAYER_LARGE;
-    out[layer] += hak__ace_class_waste(t, c);
+    out[hak__class_layer(c)] += hak__ace_class_waste(t, c);
   }
 }
 

@@ -446,29 +446,6 @@ void* hak__freelist_pop_chains(hak_freelist_t* fl, uint32_t max, uint32_t* got, 
   return first;
 }
 
-//! Takes both stacks whole (the scavenger): one chain, counted.
-static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
-  uint64_t old = atomic_load_explicit(&fl->chains, memory_order_acquire);
-  while (!atomic_compare_exchange_weak_explicit(&fl->chains, &old, fl_pack(NULL, fl_tag(old) + 1),
-                                                memory_order_acquire, memory_order_relaxed)) {}
-  void* first = NULL;
-  void* last = NULL;
-  uint32_t n = 0;
-  for (hak_chain_t* d = fl_ptr(old); d;) {
-    hak_chain_t* next = chain_next(d);
-    if (last) hak__link_set(last, d->first);
-    else first = d->first;
-    last = d->last;
-    n += d->n;
-    chain_put(NULL, d);
-    d = next;
-  }
-  atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
-  *lastp = last;
-  *got = n;
-  return first;
-}
-
 //! Takes the chain stack whole, its descriptors kept for hak__runs_fill;
 //! returns how many chains, their blocks in *got.
 static uint32_t chains_take_runs(hak_freelist_t* fl, hak_chain_t** chains, uint32_t* got) {
@@ -497,6 +474,24 @@ static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t
     chain_put(NULL, d);
     d = next;
   }
+}
+
+//! Takes the chain stack whole as one chain, counted (hak__freelist_take_all).
+static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
+  hak_chain_t* d;
+  chains_take_runs(fl, &d, got);
+  void* first = NULL;
+  void* last = NULL;
+  while (d) {
+    hak_chain_t* next = chain_next(d);
+    if (last) hak__link_set(last, d->first);
+    else first = d->first;
+    last = d->last;
+    chain_put(NULL, d);
+    d = next;
+  }
+  *lastp = last;
+  return first;
 }
 
 void hak__freelist_fork_child(void) { pthread_mutex_init(&chain_grow_lock, NULL); }
@@ -536,12 +531,11 @@ static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t
 
 //! Takes both stacks whole, for a walk that follows their chains apart
 //! (the scavenger): returns how many NULL-terminated runs they make, which
-//! hak__runs_fill lists; the block count goes to *got.
-uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint32_t* got) {
+//! hak__runs_fill lists.
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r) {
   uint32_t n1, n2;
   uint32_t k = chains_take_runs(fl, &r->chains, &n1);
   r->plain = fl_take_plain(fl, &n2);
-  *got = n1 + n2;
   return k + (r->plain != NULL);
 }
 

@@ -70,6 +70,10 @@ extern uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
 //! The small class of n (n <= HAK_MID_MAX): one load, for both layers.
 HAK_INLINE size_t hak__small_class(size_t n) { return hak__small_class_of[(n + 15) >> 4]; }
 void hak__classes_init(void);
+//! The layer of a small or Large class index (policy and stats indexes).
+HAK_INLINE int hak__class_layer(unsigned c) {
+  return c < HAK_TINY_CLASSES ? HAK_LAYER_TINY : c < HAK_SMALL_CLASSES ? HAK_LAYER_MID : HAK_LAYER_LARGE;
+}
 
 /* ---- pages and segments ------------------------------------------------ */
 enum { HAK_PAGE_FREE = 0, HAK_PAGE_ACTIVE = 1, HAK_PAGE_FULL = 2, HAK_PAGE_META = 3 };
@@ -217,7 +221,7 @@ void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* l
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* n, struct hak_heap* h);
 void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* n);
 typedef struct hak_runs { hak_chain_t* chains; void* plain; } hak_runs_t;   /* a walk's taken lists */
-uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint32_t* n);
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r);
 void  hak__runs_fill(hak_runs_t* r, void** first, uint32_t* k, uint32_t max);
 /* chains: push a whole chain in one CAS; pop whole chains until about max
  * blocks (at most 2 * max), *last gets the chain's last block if last */

@@ -254,7 +254,7 @@ static inline uint64_t learn_sub(uint64_t a, uint64_t b) { return a > b ? a - b 
 
 //! Layer of a policy index.
 static int learn_layer(unsigned i) {
-  return i < HAK_TINY_CLASSES ? HAK_LAYER_TINY : i < HAK_SMALL_CLASSES ? HAK_LAYER_MID : HAK_LAYER_LARGE;
+  return hak__class_layer(i);
 }
 static const char* const learn_layer_name[HAK_LAYER_COUNT] = {"tiny", "mid", "large", "huge"};
 

@@ -169,7 +169,7 @@ static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, in
 }
 
 //! The layer a page's class is in (HAK_LAYER_TINY 0, HAK_LAYER_MID 1).
-static unsigned page_layer(const hak_page_t* pg) { return pg->cls < HAK_TINY_CLASSES ? HAK_LAYER_TINY : HAK_LAYER_MID; }
+static unsigned page_layer(const hak_page_t* pg) { return (unsigned)hak__class_layer(pg->cls); }
 
 //! A page leaves its class: free to the fast path, not in use.
 static void page_unclass(hak_page_t* pg) {

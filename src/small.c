@@ -380,45 +380,36 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
 typedef struct walk_lanes {
   void** run;
   uint32_t nrun, next;   /* runs, and the first not yet started */
-  unsigned nl, i;        /* lanes in use, and the next to step */
+  unsigned live, i;      /* lanes still walking, and the next to step */
   unsigned at;           /* the lane of the block lanes_next returned */
-  void* lane[WALK_LANES];
-  uint8_t id[WALK_LANES]; /* a lane's number, kept as lanes move to fill a gap */
+  void* lane[WALK_LANES]; /* NULL: done */
 } walk_lanes_t;
 
 //! Starts the lanes on the first runs.
 static void lanes_start(walk_lanes_t* w, void** run, uint32_t nrun) {
   w->run = run;
   w->nrun = nrun;
-  w->next = w->nl = w->i = 0;
-  for (unsigned k = 0; k < WALK_LANES; k++) w->id[k] = (uint8_t)k;
-  while (w->nl < WALK_LANES && w->next < nrun) w->lane[w->nl++] = run[w->next++];
+  w->next = w->live = w->i = 0;
+  for (unsigned k = 0; k < WALK_LANES; k++) {
+    w->lane[k] = w->next < nrun ? run[w->next++] : NULL;
+    w->live += w->lane[k] != NULL;
+  }
 }
 
 //! The next block of the walk, the lanes taken in turn, or NULL at the end.
 //! Its link is read already: the caller may rewrite it.
 static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
-  if (!w->nl) return NULL;
-  if (w->i >= w->nl) w->i = 0;
+  if (!w->live) return NULL;
+  while (!w->lane[w->i]) w->i = (w->i + 1) % WALK_LANES;
   unsigned i = w->i;
   void* p = w->lane[i];
-  w->at = w->id[i];
   void* q = hak__link_get(p, (int)cls);
-  if (q) {
-    __builtin_prefetch(q);           /* read when this lane's turn comes again */
-    w->lane[i] = q;
-    w->i = i + 1;
-  } else if (w->next < w->nrun) {
-    w->lane[i] = w->run[w->next++];
-    __builtin_prefetch(w->lane[i]);
-    w->i = i + 1;
-  } else {
-    uint8_t id = w->id[i];           /* the last lane steps next in its place */
-    w->nl--;
-    w->lane[i] = w->lane[w->nl];
-    w->id[i] = w->id[w->nl];
-    w->id[w->nl] = id;
-  }
+  if (!q && w->next < w->nrun) q = w->run[w->next++];
+  if (q) __builtin_prefetch(q);      /* read when this lane's turn comes again */
+  else w->live--;
+  w->lane[i] = q;
+  w->at = i;
+  w->i = (i + 1) % WALK_LANES;
   return p;
 }
 
@@ -477,10 +468,7 @@ static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash) {
   }
   hak_runs_t taken[HAK_SHARDS];
   uint32_t all = 0, nrun = 0;
-  for (unsigned s = 0; s < HAK_SHARDS; s++) {
-    uint32_t n;
-    all += hak__freelist_take_runs(&central[cls][s], &taken[s], &n);
-  }
+  for (unsigned s = 0; s < HAK_SHARDS; s++) all += hak__freelist_take_runs(&central[cls][s], &taken[s]);
   void* stack_runs[WALK_RUNS];
   size_t map_bytes = all > WALK_RUNS ? (size_t)all * sizeof(void*) : 0;
   void** runs = map_bytes ? hak__os_map(map_bytes) : NULL;
@@ -530,7 +518,7 @@ static int small_walk(unsigned cls, uint32_t keep_pages, int force, int stash) {
   void* head[WALK_LANES][3] = {{NULL}}; void* tail[WALK_LANES][3] = {{NULL}};
   uint32_t keep_n = 0;
   if (keeping) lanes_start(&w, runs, nrun);   /* no page kept: no block to relink */
-  else w.nl = 0;
+  else w.live = 0;
   for (void* p; (p = lanes_next(&w, cls)) != NULL;) {
     uint32_t sc = hak__page_of((uintptr_t)p)->scav_count;
     if (sc & KEEP) {

@@ -73,10 +73,7 @@ void hak__stats_sum(hak_tstats_t* out) {
 
 //! Which layer a stats class belongs to.
 static int stats_layer_of(int c) {
-  if (c < HAK_TINY_CLASSES) return HAK_LAYER_TINY;
-  if (c < HAK_SMALL_CLASSES) return HAK_LAYER_MID;
-  if (c < HAK_STAT_HUGE) return HAK_LAYER_LARGE;
-  return HAK_LAYER_HUGE;
+  return c < HAK_STAT_HUGE ? hak__class_layer((unsigned)c) : HAK_LAYER_HUGE;
 }
 
 //! Blocks of a class that sit in caches (central lists), in pages.
