@@ -532,10 +532,11 @@ static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t
 //! Takes both stacks whole, for a walk that follows their chains apart
 //! (the scavenger): returns how many NULL-terminated runs they make, which
 //! hak__runs_fill lists.
-uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r) {
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint64_t* blocks) {
   uint32_t n1, n2;
   uint32_t k = chains_take_runs(fl, &r->chains, &n1);
   r->plain = fl_take_plain(fl, &n2);
+  *blocks += (uint64_t)n1 + n2;
   return k + (r->plain != NULL);
 }
 

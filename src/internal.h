@@ -108,6 +108,7 @@ typedef struct hak_segment {
   uint16_t nfree;                         /* free pages, under the segment lock */
   uint64_t free_mask;                     /* bit i: page i is free */
   struct hak_segment* next_avail;
+  struct hak_segment* next_all;           /* every small segment, under the segment lock */
   /* aligned: one line per descriptor (the slow paths read them) */
   hak_page_t pages[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));   /* pages[0] is this header */
   /* What free reads: each page's tag (hak_ptag_t), four to a line, where
@@ -180,6 +181,9 @@ uint32_t    hak__page_warm_decay(uint64_t before);        /* warm pages stashed 
 uint32_t    hak__page_warm_count(void);                   /* warm pages now */
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
+/* calls fn on every page descriptor of every small segment (not the
+ * headers), under the segment lock, until fn returns 0; 0 then, else 1 */
+int         hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg);
 void        hak__page_retire(hak_page_t* pg, uint32_t carved);  /* carved out: ownerless, FULL */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
@@ -221,7 +225,7 @@ void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* l
 void* hak__freelist_pop_lockfree(hak_freelist_t* fl, uint32_t max, uint32_t* n, struct hak_heap* h);
 void* hak__freelist_take_all(hak_freelist_t* fl, uint32_t* n);
 typedef struct hak_runs { hak_chain_t* chains; void* plain; } hak_runs_t;   /* a walk's taken lists */
-uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r);
+uint32_t hak__freelist_take_runs(hak_freelist_t* fl, hak_runs_t* r, uint64_t* blocks);   /* runs; adds the blocks */
 void  hak__runs_fill(hak_runs_t* r, void** first, uint32_t* k, uint32_t max);
 /* chains: push a whole chain in one CAS; pop whole chains until about max
  * blocks (at most 2 * max), *last gets the chain's last block if last */
@@ -414,7 +418,7 @@ extern _Atomic uint64_t hak__threads_started, hak__threads_exited;
 void  hak__small_central_push(hak_heap_t* h, unsigned cls, void* first, void* last, uint32_t n);
 void  hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p);
 int   hak__small_scavenge(unsigned cls, uint32_t keep_pages, int force);
-void  hak__small_reclaim(unsigned cls);
+void  hak__small_reclaim(hak_heap_t* h, unsigned cls);
 void  hak__small_page_retire(hak_heap_t* h, unsigned cls);
 size_t hak__small_trim(void);
 uint64_t hak__small_pages_in_use(unsigned cls);
@@ -429,6 +433,7 @@ void  hak__bin_free_slow(hak_heap_t* h, unsigned cls, void* p);
 void  hak__bin_flush(hak_heap_t* h);
 void  hak__bin_setup(hak_heap_t* h);
 void* hak__bin_pop(PoolTLSBin* b, unsigned cls);        /* a cached block, its mark checked, or NULL */
+void  hak__bin_drop(hak_heap_t* h, unsigned cls);      /* forgets the list: its pages left the class */
 void  hak__bin_reset(hak_heap_t* h);
 
 /* the Mid Pool's policy for its lists (pool.c) */

@@ -16,6 +16,7 @@ _Static_assert(sizeof(hak_segment_t) <= HAK_PAGE_SIZE, "a small segment's header
 
 static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_segment_t* seg_avail;                /* segments with free pages, under seg_lock */
+static hak_segment_t* seg_all;                  /* every small segment, under seg_lock */
 static _Atomic uint64_t seg_pages_in_use[HAK_SMALL_CLASSES];
 _Atomic int hak__anon_pops;
 
@@ -93,7 +94,18 @@ static hak_segment_t* segment_grow_locked(void) {
   s->in_avail = 1;
   s->next_avail = seg_avail;
   seg_avail = s;
+  s->next_all = seg_all;
+  seg_all = s;
   return s;
+}
+
+int hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg) {
+  int go = 1;
+  pthread_mutex_lock(&seg_lock);
+  for (hak_segment_t* s = seg_all; s && go; s = s->next_all)
+    for (size_t i = 1; i < HAK_PAGES_PER_SEG && go; i++) go = fn(&s->pages[i], arg);
+  pthread_mutex_unlock(&seg_lock);
+  return go;
 }
 //! The exact-division check's constants for block size d (see
 //! hak__is_block_start): Newton's iteration for the inverse of the odd part.
@@ -113,7 +125,7 @@ static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   if (color < 0)
     color = (int)(atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed) % hak__class_colors[cls] * 64);
   pg->block_size = d;
-  pg->cls = (uint16_t)cls;
+  __atomic_store_n(&pg->cls, (uint16_t)cls, __ATOMIC_RELAXED);   /* hak__page_each's callers read it */
   pg->capacity = hak__class_cap[cls];
   pg->color = (uint32_t)color;
   pg->scav_gen = 0;
@@ -327,10 +339,16 @@ size_t hak__segment_trim(void) {
       s->in_avail = 0;
       s->next_avail = dead;
       dead = s;
+      s->kind = HAK_SEG_NONE;              /* off seg_all below */
     } else {
       pp = &s->next_avail;
     }
   }
+  if (dead)
+    for (hak_segment_t** pp = &seg_all; *pp;) {
+      if ((*pp)->kind == HAK_SEG_NONE) *pp = (*pp)->next_all;
+      else pp = &(*pp)->next_all;
+    }
   pthread_mutex_unlock(&seg_lock);
   size_t bytes = 0;
   if (!dead) return 0;

@@ -19,7 +19,7 @@
 /* per thread, not per class */
 #define HAK_THREAD_STATS(X) \
   X(cas_ops) X(cas_retry) X(drains) X(drained_blocks) X(scavenges) \
-  X(huge_cache_hit) X(huge_remap) X(large_decommit)
+  X(huge_cache_hit) X(huge_remap) X(large_decommit) X(counted_reclaims)
 
 enum {
 #define X(n) HAK_CS_##n,

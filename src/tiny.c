@@ -72,6 +72,13 @@ static void bin_forget_cuts(PoolTLSBinAux* x) {
   x->ncuts = 0;
 }
 
+void hak__bin_drop(hak_heap_t* h, unsigned cls) {
+  PoolTLSBin* b = hak__bin(h, cls);
+  b->head = NULL;
+  hak__bin_count_set(b, 0);
+  bin_forget_cuts(&h->aux[cls]);
+}
+
 void hak__bin_reset(hak_heap_t* h) {
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     PoolTLSBin* b = hak__bin(h, c);
