@@ -284,7 +284,7 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
 #define HAK_TINY_LIMIT_MAX   16384u         /* blocks, and at most 512 KiB of them */
 #define HAK_TINY_LIMIT_BYTES (512u * 1024)
 #define HAK_TINY_REFILL_BYTES (128u * 1024)  /* most a refill takes (tiny.c) */
-#define HAK_LINK_BYTES (16u * 1024)          /* most a later carve takes and links (tiny.c) */
+#define HAK_LINK_BYTES (8u * 1024)           /* most a later carve takes and links (tiny.c) */
 #define HAK_ALLOC_ONLY_BYTES (32u * 1024)    /* most a refill asks for when the list freed nothing since the last */
 #define HAK_FREEING_TINY_BYTES (16u * 1024)  /* a free-only Tiny list's spill batch (tiny.c, bin_spill) */
 #define HAK_FREEING_MID_BYTES (64u * 1024)  /* and a Mid one's (DESIGN.md) */

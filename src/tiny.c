@@ -117,7 +117,8 @@ static void bin_shrink_limit(PoolTLSBin* b) {
 //! pages before, 82 after).  Later carves take HAK_LINK_BYTES at most (4
 //! blocks at least), where a refill wants up to 128 KiB: the whole batch
 //! was resident before the thread needed it (Tiny band peak RSS 5.19 ->
-//! 5.09 MB).  A carve cut short leaves the rest of its page to the next
+//! 5.09 MB at 16 KiB, 5.06 at 8 KiB, where mimalloc's is 5.02-5.10;
+//! the python replay's instructions did not rise).  A carve cut short leaves the rest of its page to the next
 //! refill, which carves on before it asks central (carve_on): a ramp that
 //! asked central first took blocks of pages other threads still own, and
 //! larson's remote frees rose 10x (-5%).

@@ -1,4 +1,4 @@
-/* A later carve takes 16 KiB at most (src/tiny.c, bin_carve_want), and a
+/* A later carve takes HAK_LINK_BYTES at most (src/tiny.c, bin_carve_want), and a
  * carve cut short is carried on from its page by the next refill:
  *  - resident: the blocks a carve links are all it writes, so the page past
  *    them stays out of memory (mincore) until the thread needs it;
@@ -34,10 +34,12 @@ static void* thread_some(void* arg) {
   return NULL;
 }
 
-/* class 64: 1024 blocks a page, colour 0; carves of 64 and 3 x 256 blocks,
- * then the page's last 192, ending at the page's end */
+/* class 64: 1024 blocks a page, colour 0; a first carve of 64 blocks, then
+ * carves of EDGE_L, the last of which ends at the page's end (with 8 KiB,
+ * 7 of 128 blocks and one of 64) */
 #define EDGE_SZ 64
-#define EDGE_N (64 + 3 * 256 + 1)
+#define EDGE_L (HAK_LINK_BYTES / EDGE_SZ)
+#define EDGE_N ((int)(64 + ((1024 - 64 - 1) / EDGE_L) * EDGE_L + 1))
 static void* edge[EDGE_N];
 static void* thread_edge(void* arg) {
   (void)arg;
@@ -54,8 +56,8 @@ int main(void) {
   uint32_t bs = hak__class_size[c];
   CHECK(hak__small_pages_in_use(c) == 0, "class %u already has pages", bs);
 
-  /* a first carve (4 KiB), then one of 16 KiB (of the 36 blocks, half the
-   * list's base limit, a refill wants) */
+  /* a first carve (4 KiB), then one of HAK_LINK_BYTES (of the 36 blocks,
+   * half the list's base limit, a refill wants) */
   enum { N = 5, PAGE_BLOCKS = 72 };
   static void* p[PAGE_BLOCKS + 1];
   for (int i = 0; i < N; i++) CHECK((p[i] = A_MALLOC(SZ)) != NULL, "malloc(%d) failed", SZ);
