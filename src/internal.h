@@ -182,8 +182,8 @@ uint32_t    hak__page_warm_count(void);                   /* warm pages now */
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
 /* calls fn on every page descriptor of every small segment (not the
- * headers), under the segment lock, until fn returns 0; 0 then, else 1 */
-int         hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg);
+ * headers), under the segment lock, until fn returns 0 */
+void        hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg);
 void        hak__page_retire(hak_page_t* pg, uint32_t carved);  /* carved out: ownerless, FULL */
 void        hak__page_orphan(hak_page_t* pg, uint32_t carved);  /* an exiting thread's partly carved page */
 hak_page_t* hak__page_adopt(unsigned cls, struct hak_heap* owner); /* one of those, or NULL */
@@ -219,6 +219,8 @@ typedef struct hak_freelist {
 
 struct hak_heap;
 void  hak__freelist_push_lockfree(hak_freelist_t* fl, void* blk, struct hak_heap* h);
+/* n, in every push, is the chain's exact length: the counted reclaim
+ * (small.c, small_whole) trusts the lists' counts to prove pages free */
 void  hak__freelist_push_batch_lockfree(hak_freelist_t* fl, void* first, void* last,
                                         uint32_t n, struct hak_heap* h);
 /* pops up to max blocks as a chain (NULL-terminated); *n gets the count */
@@ -333,7 +335,7 @@ typedef struct hak_heap {
 //! The bin of small class c (Tiny or Mid).
 HAK_INLINE PoolTLSBin* hak__bin(hak_heap_t* h, size_t c) { return &h->bins[c]; }
 
-//! The blocks on a bin's list.
+//! The blocks on a bin's list: exact (the counted reclaim trusts it).
 HAK_INLINE uint32_t hak__bin_count(const PoolTLSBin* b) { return b->limit - (uint32_t)(b->fmax - b->frees); }
 
 //! Whether free may push: the count is below the limit.  Signed: a list

@@ -99,13 +99,15 @@ static hak_segment_t* segment_grow_locked(void) {
   return s;
 }
 
-int hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg) {
+
+//! Calls fn on each page of every small segment, under the segment lock,
+//! until fn returns 0 (the counted reclaim's scan, small.c).
+void hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg) {
   int go = 1;
   pthread_mutex_lock(&seg_lock);
   for (hak_segment_t* s = seg_all; s && go; s = s->next_all)
     for (size_t i = 1; i < HAK_PAGES_PER_SEG && go; i++) go = fn(&s->pages[i], arg);
   pthread_mutex_unlock(&seg_lock);
-  return go;
 }
 //! The exact-division check's constants for block size d (see
 //! hak__is_block_start): Newton's iteration for the inverse of the odd part.

@@ -283,8 +283,14 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
   HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
 }
 
+/* Blocks carved from each class's pages now in the class: a carve adds,
+ * a page leaving its class (always by its class's walker) takes its carved
+ * count off.  The counted reclaim's first filter (small_whole). */
+static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
+
 //! The next n blocks of an active slot (n fit), retiring it when carved out.
 static uintptr_t small_slot_take(PoolTLSPage* s, uint32_t n) {
+  atomic_fetch_add_explicit(&small_carved_n[s->page->cls], n, memory_order_relaxed);
   uintptr_t run = s->bump;
   s->bump += (uintptr_t)n * s->page->block_size;
   if (s->bump >= s->end) small_slot_retire(s, 0);
@@ -418,12 +424,12 @@ static inline void* lanes_next(walk_lanes_t* w, unsigned cls) {
  * central lists, taken, and this thread's list) are as many as every page
  * of the class has carved, none is live or elsewhere, and every page is
  * wholly free: no block need be read (a walk reads each one, cold: 15% of
- * bench/shift's time).  A class's pages leave it only by its walker, which
- * is us (scav_busy), so every page whose blocks we hold is still the
- * class's and is seen by the scan below; a page seen half-way through a
- * change of class is checked again before it goes. */
+ * bench/shift's time).  A page with carved blocks leaves its class only by
+ * the class's walker, which is us (scav_busy), so every page whose blocks
+ * we hold is still the class's and is seen by the scan below; a page seen
+ * half-way through a change of class is checked again before it goes. */
 #define WHOLE_STACK 256          /* pages listed on the stack; more take a mapping */
-typedef struct whole_scan {
+typedef struct small_scan {
   hak_heap_t* h;
   unsigned cls;
   int ok;
@@ -431,10 +437,10 @@ typedef struct whole_scan {
   uint64_t sum;                  /* blocks carved from the class's pages */
   hak_page_t** pg;
   uint32_t* carved;
-} whole_scan_t;
+} small_scan_t;
 
 //! The blocks h's active slot s of its class has carved.
-static uint32_t slot_carved(const PoolTLSPage* s) {
+static uint32_t small_slot_carved(const PoolTLSPage* s) {
   return (uint32_t)((s->bump - hak__page_first(s->page)) / s->page->block_size);
 }
 
@@ -442,14 +448,14 @@ static uint32_t slot_carved(const PoolTLSPage* s) {
 //! counts their carved blocks and those of h's own active pages; any other
 //! active page of the class (another thread's, or an orphan) may still
 //! carve, so the scan ends unproven.
-static int whole_visit(hak_page_t* pg, void* arg) {
-  whole_scan_t* w = arg;
+static int small_whole_visit(hak_page_t* pg, void* arg) {
+  small_scan_t* w = arg;
   uint8_t st = atomic_load_explicit(&pg->state, memory_order_acquire);
   if ((st != HAK_PAGE_FULL && st != HAK_PAGE_ACTIVE) || __atomic_load_n(&pg->cls, __ATOMIC_RELAXED) != w->cls) return 1;
   if (st == HAK_PAGE_ACTIVE) {
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &w->h->pages[w->cls][i];
-      if (s->page == pg) { w->sum += slot_carved(s); return 1; }
+      if (s->page == pg) { w->sum += small_slot_carved(s); return 1; }
     }
     return w->ok = 0;
   }
@@ -461,6 +467,35 @@ static int whole_visit(hak_page_t* pg, void* arg) {
   return 1;
 }
 
+#ifdef HAK_DEBUG
+//! DEBUG: what the proof trusts, block by block: each block in hand lies on
+//! a counted page of the class (a listed FULL page, or an own slot below its
+//! bump pointer), and each counted page holds as many as it carved.
+static void small_whole_check(hak_heap_t* h, unsigned cls, const small_scan_t* w, void** runs, uint32_t nrun) {
+  uint32_t gen = ++scav_gen[cls];                 /* ours: scav_busy */
+  if (gen == 0) gen = ++scav_gen[cls];
+  void* list = hak__bin(h, cls)->head;
+  for (uint32_t r = 0; r <= nrun; r++)
+    for (void* p = r < nrun ? runs[r] : list; p; p = hak__link_get(p, (int)cls)) {
+      hak_page_t* pg = hak__page_of((uintptr_t)p);
+      if (pg->cls != cls) hak__misuse("internal: a block in hand is not on a page of its class", p, (int)cls);
+      if (pg->scav_gen != gen) { pg->scav_gen = gen; pg->scav_count = 0; }
+      pg->scav_count++;
+    }
+  for (uint32_t i = 0; i < w->n; i++) {
+    hak_page_t* pg = w->pg[i];
+    uint32_t got = pg->scav_gen == gen ? pg->scav_count : 0;
+    if (got != w->carved[i]) hak__misuse("internal: a counted page's blocks are off", (void*)hak__page_start(pg), (int)cls);
+  }
+  for (int i = 0; i < HAK_TLS_PAGES; i++) {
+    const PoolTLSPage* s = &h->pages[cls][i];
+    if (!s->page) continue;
+    uint32_t got = s->page->scav_gen == gen ? s->page->scav_count : 0;
+    if (got != small_slot_carved(s)) hak__misuse("internal: an own page's blocks are off", (void*)s->bump, (int)cls);
+  }
+}
+#endif
+
 //! With the class's central blocks taken (`central` of them, in runs[]):
 //! if the counts prove the class wholly free, forgets the blocks and gives
 //! every page with a carved block to the warm stash; 1 if so.
@@ -468,13 +503,13 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
   PoolTLSBin* b = hak__bin(h, cls);
   if (atomic_load_explicit(&h->inbox[cls], memory_order_relaxed)) return 0;
   uint64_t hands = central + hak__bin_count(b);
-  /* a cheap bound first: pages are mostly carved out, so blocks in hand
-   * short of three quarters of the pages' room mean some are live */
+  /* the class's carve count first: unequal, some block is live or
+   * elsewhere, and the scan (under the segment lock) would be for nothing */
+  if (!hands || (int64_t)hands != atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed)) return 0;
   uint64_t in_use = hak__small_pages_in_use(cls);
-  if (!hands || hands * 4 < in_use * small_bpp(cls) * 3) return 0;
   hak_page_t* stack_pg[WHOLE_STACK];
   uint32_t stack_carved[WHOLE_STACK];
-  whole_scan_t w = {h, cls, 1, 0, WHOLE_STACK, 0, stack_pg, stack_carved};
+  small_scan_t w = {h, cls, 1, 0, WHOLE_STACK, 0, stack_pg, stack_carved};
   size_t map_bytes = 0;
   if (in_use + 16 > WHOLE_STACK) {
     w.max = (uint32_t)(in_use + 16);
@@ -484,7 +519,7 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
     w.pg = m;
     w.carved = (uint32_t*)(w.pg + w.max);
   }
-  hak__page_each(whole_visit, &w);
+  hak__page_each(small_whole_visit, &w);
   int ok = w.ok && w.sum == hands;
   for (uint32_t i = 0; ok && i < w.n; i++) {     /* each still the class's, unchanged: from now on, ours */
     hak_page_t* pg = w.pg[i];
@@ -493,13 +528,7 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
          atomic_load_explicit(&pg->carved, memory_order_relaxed) == w.carved[i];
   }
 #ifdef HAK_DEBUG
-  if (ok) {                                     /* the counts the proof trusts: the chains' and the list's */
-    uint64_t n = 0;
-    for (uint32_t r = 0; r < nrun; r++)
-      for (void* p = runs[r]; p; p = hak__link_get(p, (int)cls)) n++;
-    for (void* p = b->head; p; p = hak__link_get(p, (int)cls)) n++;
-    if (n != hands) hak__misuse("internal: a class's block counts are off", NULL, (int)cls);
-  }
+  if (ok) small_whole_check(h, cls, &w, runs, nrun);
 #else
   (void)runs; (void)nrun;
 #endif
@@ -507,12 +536,13 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
     hak__bin_drop(h, cls);
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &h->pages[cls][i];
-      if (!s->page || !slot_carved(s)) continue;
+      if (!s->page || !small_slot_carved(s)) continue;
       hak_page_t* pg = s->page;
       small_slot_retire(s, 0);
       hak__page_stash(pg);
     }
     for (uint32_t i = 0; i < w.n; i++) hak__page_stash(w.pg[i]);
+    atomic_fetch_sub_explicit(&small_carved_n[cls], (int64_t)hands, memory_order_relaxed);
     HAK_TSTAT(h, counted_reclaims, 1);
   }
   if (map_bytes) hak__os_unmap(w.pg, map_bytes);
@@ -585,8 +615,9 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
   /* the blocks taken were needed (by another class): the decay window's
    * low water falls with them, as at a pop, or the class's next window
    * takes what it left in the lists for surplus (bench/shift: 600 pages
-   * a second to the OS, refaulted a round later) */
-  atomic_store_explicit(&scav_low[cls], 0, memory_order_relaxed);
+   * a second to the OS, refaulted a round later); only a reclaim's (h):
+   * the decay's own walks and trim set the low water themselves */
+  if (h) atomic_store_explicit(&scav_low[cls], 0, memory_order_relaxed);
   if (h && stash && !keep_pages && small_whole(h, cls, blocks, runs, nrun)) {
     if (runs != stack_runs) hak__os_unmap(runs, map_bytes);
     m->count = 0;
@@ -658,12 +689,15 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
       keep_head = head[l][r];
     }
   if (keep_head) hak__freelist_push_chain(&central[cls][0], keep_head, keep_tail, keep_n, NULL);
+  int64_t gone = 0;
   while (drop) {
     hak_page_t* pg = drop;
     drop = pg->next_free;
+    gone += atomic_load_explicit(&pg->carved, memory_order_relaxed);
     if (stash) hak__page_stash(pg); else hak__page_release(pg);
     released++;
   }
+  atomic_fetch_sub_explicit(&small_carved_n[cls], gone, memory_order_relaxed);
   if (!stash) hak__small_released_add(released);
   uint64_t walked = keep_n + (uint64_t)released * (uint64_t)bpp;
   if ((uint64_t)released * (uint64_t)bpp * 8 >= walked) {

@@ -72,6 +72,8 @@ static void bin_forget_cuts(PoolTLSBinAux* x) {
   x->ncuts = 0;
 }
 
+//! Forgets class cls's list in h, uncounted blocks and all: every page of
+//! the class is leaving it (small.c, small_whole).
 void hak__bin_drop(hak_heap_t* h, unsigned cls) {
   PoolTLSBin* b = hak__bin(h, cls);
   b->head = NULL;
