@@ -99,7 +99,6 @@ static hak_segment_t* segment_grow_locked(void) {
   return s;
 }
 
-
 //! Calls fn on each page of every small segment, under the segment lock,
 //! until fn returns 0 (the counted reclaim's scan, small.c).
 void hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg) {
@@ -109,6 +108,7 @@ void hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg) {
     for (size_t i = 1; i < HAK_PAGES_PER_SEG && go; i++) go = fn(&s->pages[i], arg);
   pthread_mutex_unlock(&seg_lock);
 }
+
 //! The exact-division check's constants for block size d (see
 //! hak__is_block_start): Newton's iteration for the inverse of the odd part.
 void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {

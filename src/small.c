@@ -284,8 +284,8 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
 }
 
 /* Blocks carved from each class's pages now in the class: a carve adds,
- * a page leaving its class (always by its class's walker) takes its carved
- * count off.  The counted reclaim's first filter (small_whole). */
+ * a page that leaves with carved blocks (only ever by its class's walker)
+ * takes its count off.  The counted reclaim's first filter (small_whole). */
 static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
 
 //! The next n blocks of an active slot (n fit), retiring it when carved out.

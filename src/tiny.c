@@ -72,7 +72,7 @@ static void bin_forget_cuts(PoolTLSBinAux* x) {
   x->ncuts = 0;
 }
 
-//! Forgets class cls's list in h, uncounted blocks and all: every page of
+//! Forgets class cls's list in h, its blocks going nowhere: every page of
 //! the class is leaving it (small.c, small_whole).
 void hak__bin_drop(hak_heap_t* h, unsigned cls) {
   PoolTLSBin* b = hak__bin(h, cls);
@@ -119,11 +119,11 @@ static void bin_shrink_limit(PoolTLSBin* b) {
 //! pages before, 82 after).  Later carves take HAK_LINK_BYTES at most (4
 //! blocks at least), where a refill wants up to 128 KiB: the whole batch
 //! was resident before the thread needed it (Tiny band peak RSS 5.19 ->
-//! 5.09 MB at 16 KiB, 5.06 at 8 KiB, where mimalloc's is 5.02-5.10;
-//! the python replay's instructions did not rise).  A carve cut short leaves the rest of its page to the next
-//! refill, which carves on before it asks central (carve_on): a ramp that
-//! asked central first took blocks of pages other threads still own, and
-//! larson's remote frees rose 10x (-5%).
+//! 5.09 MB at 16 KiB, 5.06 at 8 KiB, where mimalloc's is 5.02-5.10; the
+//! python replay's instructions did not rise).  A carve cut short leaves
+//! the rest of its page to the next refill, which carves on before it
+//! asks central (carve_on): a ramp that asked central first took blocks of
+//! pages other threads still own, and larson's remote frees rose 10x (-5%).
 static uint32_t bin_carve_want(const PoolTLSBinAux* x, unsigned cls, uint32_t want) {
   uint32_t most = (x->carved_once ? HAK_LINK_BYTES : 4096) / hak__class_size[cls];
   if (most < 4) most = 4;
