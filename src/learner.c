@@ -252,10 +252,6 @@ static uint64_t learn_win_live[LEARN_NCLS];            /* most live blocks seen 
 
 static inline uint64_t learn_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
-//! Layer of a policy index.
-static int learn_layer(unsigned i) {
-  return hak__class_layer(i);
-}
 static const char* const learn_layer_name[HAK_LAYER_COUNT] = {"tiny", "mid", "large", "huge"};
 
 //! Appends to the row buffer; writes it out when nearly full.
@@ -331,7 +327,7 @@ static void learn_window(uint64_t now) {
     uint64_t a = learn_sub(c->c[HAK_CS_alloc][i], p->c[HAK_CS_alloc][i]);
     uint64_t m = learn_sub(c->c[HAK_CS_miss][i], p->c[HAK_CS_miss][i]);
     uint64_t size = hak__ace_class_size(i);
-    int layer = learn_layer(i);
+    int layer = hak__class_layer(i);
     if (layer != HAK_LAYER_LARGE) m *= hak__class_cap[i];    /* a fresh page serves bpp blocks */
     hak_learn_class_t* s = &L.cls[i];
     /* the window's most live blocks, not only its last: a burst that rose
@@ -446,7 +442,7 @@ void hak__learner_print(FILE* f) {
   for (unsigned i = 0; i < LEARN_NCLS; i++) {
     uint32_t ch = hak__learner_changes(i), cap = hak__policy_cap(i);
     if (!ch) continue;
-    fprintf(f, "  %-5s %7zu: %u [%u] %u\n", learn_layer_name[learn_layer(i)], hak__ace_class_size(i), cap,
+    fprintf(f, "  %-5s %7zu: %u [%u] %u\n", learn_layer_name[hak__class_layer(i)], hak__ace_class_size(i), cap,
             L.cap0[i], ch);
     k++;
   }

@@ -48,6 +48,13 @@ void hak__small_fork_child(void) {
 
 static inline uint32_t small_bpp(unsigned cls) { return hak__class_cap[cls]; }
 
+//! Marks class cls in use since the last upkeep tick (not idle): a load
+//! first, so a busy class does not write the shared line each time.
+static inline void small_mark_used(unsigned cls) {
+  if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
+    atomic_store_explicit(&scav_popped[cls], 1, memory_order_relaxed);
+}
+
 uint64_t hak__small_cached_blocks(unsigned cls) {
   int64_t n = 0;
   for (unsigned s = 0; s < HAK_SHARDS; s++) n += atomic_load_explicit(&central[cls][s].count, memory_order_relaxed);
@@ -167,8 +174,7 @@ static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, u
     void* chain = hak__freelist_pop_chains(fl, max, got, last, h);
     if (chain) {
       HAK_CSTAT(h, cls, central_pop, *got);
-      if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
-        atomic_store_explicit(&scav_popped[cls], 1, memory_order_relaxed);
+      small_mark_used(cls);
       int64_t now = (int64_t)hak__small_cached_blocks(cls);
       if (now < atomic_load_explicit(&scav_low[cls], memory_order_relaxed))
         atomic_store_explicit(&scav_low[cls], now, memory_order_relaxed);
@@ -275,8 +281,7 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
   /* in use: a class that frees a round it carved is not idle (its pages
    * went to the OS at the tick, just before the next round, of another
    * size, would have taken them warm: 1149 pages a second refaulted) */
-  if (!atomic_load_explicit(&scav_popped[cls], memory_order_relaxed))
-    atomic_store_explicit(&scav_popped[cls], 1, memory_order_relaxed);
+  small_mark_used(cls);
   hak__maintenance_tick();
   HAK_CSTAT(h, cls, refill, 1);
   HAK_CSTAT(h, cls, refill_pages, got);
