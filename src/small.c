@@ -26,8 +26,13 @@ static _Atomic int scav_popped[HAK_SMALL_CLASSES];      /* a pop or fresh pages 
  * walking them on every 100 ms tick kept the background thread busy: 2.1 s
  * of CPU in 3 s of an idle program holding 2M of them.  Rewalking after an
  * eighth more still cost sqlite3 (1M rows and an index) 35% of its time
- * while its lists grew: doubling bounds the walks to twice what arrives. */
-typedef struct scav_memo { int64_t count; uint32_t keep; uint64_t next_ns, backoff_ns; } scav_memo_t;
+ * while its lists grew: doubling bounds the walks to twice what arrives.
+ * But a class whose last live blocks were freed just after a fruitless walk
+ * may have grown by less than double (blocks freed in two passes: half,
+ * then the rest): its pages are now whole, and waiting 4 s for them held
+ * 25 MB (tests/release).  So the floor on whole pages (small_whole_floor)
+ * rewalks too, once it has grown and promises a walk that is not fruitless. */
+typedef struct scav_memo { int64_t count, floor; uint32_t keep; uint64_t next_ns, backoff_ns; } scav_memo_t;
 static scav_memo_t scav_memo[HAK_SMALL_CLASSES];        /* under scav_busy */
 #define SCAV_BACKOFF_MIN_NS 4000000000ull
 #define SCAV_BACKOFF_MAX_NS 64000000000ull
@@ -292,6 +297,15 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
  * a page that leaves with carved blocks (only ever by its class's walker)
  * takes its count off.  The counted reclaim's first filter (small_whole). */
 static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
+
+//! A floor on the pages of cls that a walk would find wholly free: each
+//! carved block not in the central lists pins one page at most (the
+//! threads' active pages aside, which no walk takes).
+static int64_t small_whole_floor(unsigned cls) {
+  int64_t out = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed) -
+                (int64_t)hak__small_cached_blocks(cls);
+  return (int64_t)hak__small_pages_in_use(cls) - (out > 0 ? out : 0);
+}
 
 //! The next n blocks of an active slot (n fit), retiring it when carved out.
 static uintptr_t small_slot_take(PoolTLSPage* s, uint32_t n) {
@@ -599,10 +613,11 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
   }
   scav_memo_t* m = &scav_memo[cls];
   int64_t bpp = small_bpp(cls);
+  int64_t floor = small_whole_floor(cls);
   if (!force && m->count) {
-    int64_t more = m->count > 4 * bpp ? m->count : 4 * bpp;
-    if ((int64_t)hak__small_cached_blocks(cls) < m->count + more && keep_pages >= m->keep &&
-        hak__os_now_ns() < m->next_ns) {
+    int64_t more = m->count > 4 * bpp ? m->count : 4 * bpp, cached = (int64_t)hak__small_cached_blocks(cls);
+    int whole_grew = floor > m->floor && (floor - (int64_t)keep_pages) * bpp * 8 >= cached;
+    if (cached < m->count + more && keep_pages >= m->keep && hak__os_now_ns() < m->next_ns && !whole_grew) {
       atomic_store(&scav_busy[cls], 0);
       return 0;
     }
@@ -710,6 +725,7 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
     m->backoff_ns = 0;
   } else {
     m->count = keep_n;                   /* > 0: a fruitless walk kept most of what it walked */
+    m->floor = floor;
     m->keep = keep_pages;
     m->backoff_ns = m->backoff_ns ? m->backoff_ns * 2 : SCAV_BACKOFF_MIN_NS;
     if (m->backoff_ns > SCAV_BACKOFF_MAX_NS) m->backoff_ns = SCAV_BACKOFF_MAX_NS;
