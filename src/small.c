@@ -301,12 +301,11 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
  * takes its count off.  The counted reclaim's first filter (small_whole). */
 static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
 
-//! A floor on the pages of cls that a walk would find wholly free: each
-//! carved block not in the central lists pins one page at most (the
-//! threads' active pages aside, which no walk takes).
-static int64_t small_whole_floor(unsigned cls) {
-  int64_t out = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed) -
-                (int64_t)hak__small_cached_blocks(cls);
+//! A floor on the pages of cls that a walk would find wholly free, with
+//! cached blocks in its central lists: each carved block not in them pins
+//! one page at most (the threads' active pages aside, which no walk takes).
+static int64_t small_whole_floor(unsigned cls, int64_t cached) {
+  int64_t out = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed) - cached;
   return (int64_t)hak__small_pages_in_use(cls) - (out > 0 ? out : 0);
 }
 
@@ -616,9 +615,9 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
   }
   scav_memo_t* m = &scav_memo[cls];
   int64_t bpp = small_bpp(cls);
-  int64_t floor = small_whole_floor(cls);
+  int64_t cached = (int64_t)hak__small_cached_blocks(cls), floor = small_whole_floor(cls, cached);
   if (!force && m->count) {
-    int64_t more = m->count > 4 * bpp ? m->count : 4 * bpp, cached = (int64_t)hak__small_cached_blocks(cls);
+    int64_t more = m->count > 4 * bpp ? m->count : 4 * bpp;
     int whole_grew = stash && floor > m->floor && (floor - (int64_t)keep_pages) * bpp * 8 >= cached;
     if (cached < m->count + more && keep_pages >= m->keep && hak__os_now_ns() < m->next_ns && !whole_grew) {
       atomic_store(&scav_busy[cls], 0);

@@ -93,6 +93,12 @@ __attribute__((unused)) static void hk_begin(const char* name, unsigned watchdog
   hk_watchdog(hk_slow() ? 570 : watchdog_s);
 }
 
+/* Sleeps ms milliseconds, the whole of them though signals come. */
+__attribute__((unused)) static void hk_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) && errno == EINTR) {}
+}
+
 __attribute__((unused)) static double hk_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -32,11 +32,6 @@ static void* mid_round(void* arg) {
   return NULL;
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) && errno == EINTR) {}
-}
-
 static int child_live(void) {
   hk_begin("test_learner_live child", 80);
   unsigned mid = hak__mid_class_of[(MID_SZ + 255) >> 8];
@@ -60,7 +55,7 @@ static int child_live(void) {
     pthread_t t[2];
     for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, mid_round, NULL);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    sleep_ms(1200);
+    hk_sleep_ms(1200);
     capA = hak__policy_cap(mid);
     if (capA > maxA) maxA = capA;
   }
@@ -81,7 +76,7 @@ static int child_live(void) {
     capB = hak__policy_cap(mid);
     if (capB <= (uint32_t)hak__opt.cap_min_mid && hk_now() - t0 > 1.0) break;
   }
-  sleep_ms(300);
+  hk_sleep_ms(300);
   uint64_t cached1 = hak__small_cached_blocks(mid);
   long rss1 = hk_rss_kb();
   printf("B: thread-cache hits: CAP %u -> %u in %.1f s; cached blocks %llu -> %llu; RSS %ld -> %ld kB\n",
@@ -125,7 +120,7 @@ static int child_live(void) {
   uint64_t hot = 0;
   t0 = hk_now();
   do {
-    sleep_ms(100);
+    hk_sleep_ms(100);
     capI = hak__policy_cap(lidx);
     hot = hak__l25_cached_blocks(lcls);
   } while (hk_now() - t0 < deadline && !(capI < capL && hot <= (uint64_t)capI + 8));

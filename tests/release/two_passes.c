@@ -6,16 +6,10 @@
  * the class's pages for those 4 s: tests/release/release failed one run in
  * ten, holding 25 MB of one Mid class at the deadline. */
 #define _GNU_SOURCE
-#include <time.h>
 #include "hk_test.h"
 
 #define N 2000          /* 12000 B blocks: 5 to a page, 400 pages, 25 MB */
 #define SIZE 12000
-
-static void sleep_s(double s) {
-  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-  nanosleep(&ts, NULL);
-}
 
 int main(void) {
   hk_begin("release/two_passes", 60);
@@ -29,14 +23,14 @@ int main(void) {
   /* first pass: 60% of the blocks, and no five in a row (no page whole) */
   for (int i = 0; i < N; i++)
     if (i % 2 == 0 || i % 10 == 1) free(v[i]);
-  sleep_s(0.6);                 /* quiet: the upkeep ticks walk the class, fruitlessly */
+  hk_sleep_ms(600);             /* quiet: the upkeep ticks walk the class, fruitlessly */
   long rss_half = hk_rss_kb();
   for (int i = 0; i < N; i++)
     if (!(i % 2 == 0 || i % 10 == 1)) free(v[i]);
   double t0 = hk_now();
   long rss = hk_rss_kb(), want = rss_full - (long)(N * SIZE / 1024) * 3 / 4;
   while (rss > want && hk_now() - t0 < 2.0 && !hk_under_valgrind()) {
-    sleep_s(0.05);
+    hk_sleep_ms(50);
     rss = hk_rss_kb();
   }
   INFO("RSS: %ld kB with all live, %ld kB after the first pass, %ld kB %.2f s after the second", rss_full, rss_half,
