@@ -39,15 +39,34 @@ static void page_to_segment(hak_page_t* pg);
 static hak_page_t* seg_warm;                    /* under seg_lock */
 static _Atomic uint32_t seg_warm_n[2];          /* by the layer they were last in */
 static _Atomic uint64_t seg_warm_taken;         /* pages ever taken warm */
+/* Pages between their class (or the warm stash) and their segment's mask,
+ * their memory on its way to the OS, and segments between seg_avail and
+ * munmap: an allocation out of memory waits for them, or fails while most
+ * of the heap is free (tests/oom/transit).  A page's count falls under
+ * seg_lock, with the mask's update; a segment's after its munmap. */
+static _Atomic uint32_t seg_transit;
+
+//! Out of memory: 1 after a backoff if pages or segments are on their way
+//! back (a retry may succeed), 0 if none is.
+int hak__segment_transit_wait(unsigned* waits) {
+  if (!atomic_load_explicit(&seg_transit, memory_order_acquire)) return 0;
+  hak__os_backoff(waits);
+  return 1;
+}
 
 void hak__segment_lock(void) { pthread_mutex_lock(&seg_lock); }
 void hak__segment_unlock(void) { pthread_mutex_unlock(&seg_lock); }
-void hak__segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
+//! The child has no thread that would bring pages in transit home.
+void hak__segment_fork_child(void) {
+  pthread_mutex_init(&seg_lock, NULL);
+  atomic_store_explicit(&seg_transit, 0, memory_order_relaxed);
+}
 
 //! Maps a new aligned segment and registers it in the segment map.
 void* hak__segment_alloc(int kind) {
   hak_segment_t* s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s && hak__trim_all()) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
+  for (unsigned w = 0; !s && hak__segment_transit_wait(&w);) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s) return NULL;
   hak__os_nohuge(s, HAK_SEG_SIZE);
   s->magic = HAK_SEG_MAGIC;
@@ -142,22 +161,29 @@ static unsigned page_layer(const hak_page_t* pg);
 //! Takes a free page for class cls, owned by owner, of colour color (a
 //! multiple of 64 the class allows), or of the class's next if color < 0.
 hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
-  pthread_mutex_lock(&seg_lock);
-  hak_page_t* pg = seg_warm;
-  if (pg) {
-    seg_warm = pg->next_free;
-    atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&seg_warm_taken, 1, memory_order_relaxed);
+  hak_segment_t* s;
+  for (unsigned waits = 0;;) {
+    pthread_mutex_lock(&seg_lock);
+    hak_page_t* pg = seg_warm;
+    if (pg) {
+      seg_warm = pg->next_free;
+      atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&seg_warm_taken, 1, memory_order_relaxed);
+      pthread_mutex_unlock(&seg_lock);
+      hak__layer_mapped_add(page_layer(pg), -(int64_t)HAK_PAGE_SIZE);
+      return page_take(pg, cls, owner, color);
+    }
+    /* a failed mapping trims, which may have freed pages meanwhile */
+    if ((s = seg_avail) || (s = segment_grow_locked()) || (s = seg_avail)) break;
+    /* out of memory, but pages on their way to the OS (a decay, a walk's
+     * release) come back to their segments in a moment: wait for them, or
+     * a second fill of a freed heap fails short (tests/oom/oom) */
+    int warm = seg_warm != NULL;
     pthread_mutex_unlock(&seg_lock);
-    hak__layer_mapped_add(page_layer(pg), -(int64_t)HAK_PAGE_SIZE);
-    return page_take(pg, cls, owner, color);
-  }
-  hak_segment_t* s = seg_avail;
-  /* a failed mapping trims, which may have freed pages meanwhile */
-  if (!s && !(s = segment_grow_locked()) && !(s = seg_avail)) {
-    pthread_mutex_unlock(&seg_lock);
-    errno = ENOMEM;
-    return NULL;
+    if (!warm && !hak__segment_transit_wait(&waits)) {
+      errno = ENOMEM;
+      return NULL;
+    }
   }
   unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
   s->free_mask &= s->free_mask - 1;
@@ -203,6 +229,7 @@ static void page_decommit(hak_page_t* pg) {
 
 //! A wholly free page goes back to the OS and to its segment.
 void hak__page_release(hak_page_t* pg) {
+  atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
   page_unclass(pg);
   page_decommit(pg);
 }
@@ -214,6 +241,7 @@ static void page_to_segment(hak_page_t* pg) {
   pthread_mutex_lock(&seg_lock);
   s->free_mask |= (uint64_t)1 << i;
   s->nfree++;
+  atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_relaxed);
   if (!s->in_avail) {
     s->in_avail = 1;
     s->next_avail = seg_avail;
@@ -246,8 +274,10 @@ uint32_t hak__page_warm_decay(uint64_t before) {
   while (*pp && before != UINT64_MAX && (*pp)->orphan_ns >= before) pp = &(*pp)->next_free;
   hak_page_t* old = *pp;
   *pp = NULL;
-  for (hak_page_t* pg = old; pg; pg = pg->next_free)
+  for (hak_page_t* pg = old; pg; pg = pg->next_free) {
     atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
+  }
   pthread_mutex_unlock(&seg_lock);
   uint32_t n = 0;
   while (old) {
@@ -342,6 +372,7 @@ size_t hak__segment_trim(void) {
       s->next_avail = dead;
       dead = s;
       s->kind = HAK_SEG_NONE;              /* off seg_all below */
+      atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
     } else {
       pp = &s->next_avail;
     }
@@ -361,6 +392,7 @@ size_t hak__segment_trim(void) {
     hak_segment_t* s = dead;
     dead = s->next_avail;
     hak__os_unmap(s, HAK_SEG_SIZE);
+    atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
     bytes += HAK_SEG_SIZE;
   }
   return bytes;
