@@ -43,13 +43,25 @@ static _Atomic uint64_t seg_warm_taken;         /* pages ever taken warm */
  * their memory on its way to the OS, and segments between seg_avail and
  * munmap: an allocation out of memory waits for them, or fails while most
  * of the heap is free (tests/oom/transit).  A page's count falls under
- * seg_lock, with the mask's update; a segment's after its munmap. */
-static _Atomic uint32_t seg_transit;
+ * seg_lock, with the mask's update; a segment's after its munmap.  Signed:
+ * a child forked inside a release starts at 0, and its release takes one
+ * off.  seg_returned counts every arrival, so that one between an
+ * allocation's last look and its reading of seg_transit is not missed. */
+static _Atomic int32_t seg_transit;
+static _Atomic uint32_t seg_returned;
 
-//! Out of memory: 1 after a backoff if pages or segments are on their way
-//! back (a retry may succeed), 0 if none is.
-int hak__segment_transit_wait(unsigned* waits) {
-  if (!atomic_load_explicit(&seg_transit, memory_order_acquire)) return 0;
+//! The arrivals so far: an out-of-memory retry loop starts from here.
+uint32_t hak__segment_returned(void) { return atomic_load_explicit(&seg_returned, memory_order_acquire); }
+
+//! Out of memory: 1 if a retry may succeed (something came back since
+//! *seen, or is on its way, after a backoff), 0 if none can.
+int hak__segment_transit_wait(unsigned* waits, uint32_t* seen) {
+  uint32_t now = hak__segment_returned();
+  if (now != *seen) {
+    *seen = now;
+    return 1;
+  }
+  if (atomic_load_explicit(&seg_transit, memory_order_acquire) <= 0) return 0;
   hak__os_backoff(waits);
   return 1;
 }
@@ -64,9 +76,11 @@ void hak__segment_fork_child(void) {
 
 //! Maps a new aligned segment and registers it in the segment map.
 void* hak__segment_alloc(int kind) {
+  uint32_t seen = hak__segment_returned();
   hak_segment_t* s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s && hak__trim_all()) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
-  for (unsigned w = 0; !s && hak__segment_transit_wait(&w);) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
+  for (unsigned w = 0; !s && hak__segment_transit_wait(&w, &seen);)
+    s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s) return NULL;
   hak__os_nohuge(s, HAK_SEG_SIZE);
   s->magic = HAK_SEG_MAGIC;
@@ -164,6 +178,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
   hak_segment_t* s;
   for (unsigned waits = 0;;) {
     pthread_mutex_lock(&seg_lock);
+    uint32_t seen = hak__segment_returned();    /* under the lock: no arrival slips past the looks below */
     hak_page_t* pg = seg_warm;
     if (pg) {
       seg_warm = pg->next_free;
@@ -180,7 +195,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
      * a second fill of a freed heap fails short (tests/oom/oom) */
     int warm = seg_warm != NULL;
     pthread_mutex_unlock(&seg_lock);
-    if (!warm && !hak__segment_transit_wait(&waits)) {
+    if (!warm && !hak__segment_transit_wait(&waits, &seen)) {
       errno = ENOMEM;
       return NULL;
     }
@@ -241,7 +256,8 @@ static void page_to_segment(hak_page_t* pg) {
   pthread_mutex_lock(&seg_lock);
   s->free_mask |= (uint64_t)1 << i;
   s->nfree++;
-  atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&seg_returned, 1, memory_order_release);
+  atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
   if (!s->in_avail) {
     s->in_avail = 1;
     s->next_avail = seg_avail;
@@ -392,6 +408,7 @@ size_t hak__segment_trim(void) {
     hak_segment_t* s = dead;
     dead = s->next_avail;
     hak__os_unmap(s, HAK_SEG_SIZE);
+    atomic_fetch_add_explicit(&seg_returned, 1, memory_order_release);
     atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
     bytes += HAK_SEG_SIZE;
   }
