@@ -98,6 +98,26 @@ static inline hak_layer_stats_t pt_mid_layer(void) {
   return s.layer[HAK_LAYER_MID];
 }
 
+/* A test's main when its parts must run without the background thread
+ * (its idle scavenge could move pages on its own): re-executes the binary
+ * as "<self> child" with HAKMEM_BG=0 and returns what child() returned
+ * there. */
+static inline int pt_main_no_bg(int argc, char** argv, const char* name, unsigned watchdog_s, int (*child)(void)) {
+  static char child_name[128];
+  snprintf(child_name, sizeof child_name, "%s:child", name);
+  if (argc > 1 && strcmp(argv[1], "child") == 0) {
+    hk_begin(child_name, watchdog_s);
+    return child();
+  }
+  hk_begin(name, watchdog_s + 60);
+  const char* env[] = {"HAKMEM_BG=0", NULL};
+  static hk_child_t c;
+  hk_exec_self("child", env, 0, &c);
+  fputs(c.out, stdout);
+  CHECK(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "child: %s\n%s", hk_status_str(c.status), c.err);
+  return 0;
+}
+
 /* Bytes the Large layer has mapped (segments). */
 static inline unsigned long long pt_large_mapped(void) {
   hak_stats_t st;

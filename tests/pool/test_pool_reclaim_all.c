@@ -63,16 +63,4 @@ static int child(void) {
 
 /* A re-executed child with HAKMEM_BG=0: the background tick's idle
  * scavenge could stash class A on its own. */
-int main(int argc, char** argv) {
-  if (argc > 1 && strcmp(argv[1], "child") == 0) {
-    hk_begin("pool/test_pool_reclaim_all:child", 60);
-    return child();
-  }
-  hk_begin("pool/test_pool_reclaim_all", 90);
-  const char* env[] = {"HAKMEM_BG=0", NULL};
-  static hk_child_t c;
-  hk_exec_self("child", env, 0, &c);
-  fputs(c.out, stdout);
-  CHECK(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "child: %s\n%s", hk_status_str(c.status), c.err);
-  return 0;
-}
+int main(int argc, char** argv) { return pt_main_no_bg(argc, argv, "pool/test_pool_reclaim_all", 30, child); }

@@ -160,16 +160,4 @@ static int child(void) {
 /* The parts run in a re-executed child with HAKMEM_BG=0: on a slow host,
  * the background tick's idle scavenge could stash class A before class B's
  * first fresh page asks for it, and the counts would not be tried. */
-int main(int argc, char** argv) {
-  if (argc > 1 && strcmp(argv[1], "child") == 0) {
-    hk_begin("pool/test_pool_whole:child", 120);
-    return child();
-  }
-  hk_begin("pool/test_pool_whole", 180);
-  const char* env[] = {"HAKMEM_BG=0", NULL};
-  static hk_child_t c;
-  hk_exec_self("child", env, 0, &c);
-  fputs(c.out, stdout);
-  CHECK(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "child: %s\n%s", hk_status_str(c.status), c.err);
-  return 0;
-}
+int main(int argc, char** argv) { return pt_main_no_bg(argc, argv, "pool/test_pool_whole", 120, child); }
