@@ -192,7 +192,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
     if ((s = seg_avail) || (s = segment_grow_locked()) || (s = seg_avail)) break;
     /* out of memory, but pages on their way to the OS (a decay, a walk's
      * release) come back to their segments in a moment: wait for them, or
-     * a second fill of a freed heap fails short (tests/oom/oom) */
+     * a second fill of a freed heap fails short (tests/oom/transit) */
     int warm = seg_warm != NULL;
     pthread_mutex_unlock(&seg_lock);
     if (!warm && !hak__segment_transit_wait(&waits, &seen)) {
