@@ -356,10 +356,7 @@ static char* huge_build(const huge_plan_t* pl, size_t need, size_t* dirty, huge_
     }
     *dirty = 0;
     *pc = pieces_one(huge_new_id());
-    uint32_t seen = hak__segment_returned();
-    dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
-    if (!dst && hak__trim_all()) dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
-    for (unsigned w = 0; !dst && hak__segment_transit_wait(&w, &seen);) dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
+    dst = hak__map_or_reclaim(need, HAK_SEG_SIZE);
     if (!dst) return NULL;
     if (hak__opt.thp) hak__os_thp(dst, need, 1);
     hak__layer_mapped_add(HAK_LAYER_HUGE, (int64_t)need);
@@ -422,11 +419,7 @@ void* hak__huge_alloc(size_t size, size_t align, int zero) {
   } else if (reused) {
     if (!(base = huge_build(&pl, need, &dirty, &pc))) { errno = ENOMEM; return NULL; }
   } else {
-    uint32_t seen = hak__segment_returned();
-    base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
-    if (!base && hak__trim_all()) base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
-    for (unsigned w = 0; !base && hak__segment_transit_wait(&w, &seen);)
-      base = hak__os_map_aligned(need, far ? align : HAK_SEG_SIZE);
+    base = hak__map_or_reclaim(need, far ? align : HAK_SEG_SIZE);
     if (!base) { errno = ENOMEM; return NULL; }
     if (guard) hak__os_guard(base + need - guard, guard);
     if (hak__opt.thp) hak__os_thp(base, need, 1);

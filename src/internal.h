@@ -179,8 +179,7 @@ void        hak__page_release(hak_page_t* pg);            /* wholly free: back t
 void        hak__page_stash(hak_page_t* pg);              /* wholly free, kept committed (warm) */
 uint32_t    hak__page_warm_decay(uint64_t before);        /* warm pages stashed before: to the OS */
 uint32_t    hak__page_warm_count(void);                   /* warm pages now */
-uint32_t    hak__segment_returned(void);                  /* pages and segments come back so far */
-int         hak__segment_transit_wait(unsigned* waits, uint32_t* seen);   /* out of memory: retry? */
+void*       hak__map_or_reclaim(size_t size, size_t align);   /* map; out of memory: trim, wait for transit */
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
 /* calls fn on every page descriptor of every small segment (not the

@@ -51,12 +51,12 @@ static _Atomic int32_t seg_transit;
 static _Atomic uint32_t seg_returned;
 
 //! The arrivals so far: an out-of-memory retry loop starts from here.
-uint32_t hak__segment_returned(void) { return atomic_load_explicit(&seg_returned, memory_order_acquire); }
+static uint32_t segment_returned(void) { return atomic_load_explicit(&seg_returned, memory_order_acquire); }
 
 //! Out of memory: 1 if a retry may succeed (something came back since
 //! *seen, or is on its way, after a backoff), 0 if none can.
-int hak__segment_transit_wait(unsigned* waits, uint32_t* seen) {
-  uint32_t now = hak__segment_returned();
+static int segment_transit_wait(unsigned* waits, uint32_t* seen) {
+  uint32_t now = segment_returned();
   if (now != *seen) {
     *seen = now;
     return 1;
@@ -74,13 +74,19 @@ void hak__segment_fork_child(void) {
   atomic_store_explicit(&seg_transit, 0, memory_order_relaxed);
 }
 
+//! Maps size bytes aligned to align; out of memory, trims and tries again,
+//! then waits for memory on its way back (NULL only when none is).
+void* hak__map_or_reclaim(size_t size, size_t align) {
+  uint32_t seen = segment_returned();
+  void* p = hak__os_map_aligned(size, align);
+  if (!p && hak__trim_all()) p = hak__os_map_aligned(size, align);
+  for (unsigned w = 0; !p && segment_transit_wait(&w, &seen);) p = hak__os_map_aligned(size, align);
+  return p;
+}
+
 //! Maps a new aligned segment and registers it in the segment map.
 void* hak__segment_alloc(int kind) {
-  uint32_t seen = hak__segment_returned();
-  hak_segment_t* s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
-  if (!s && hak__trim_all()) s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
-  for (unsigned w = 0; !s && hak__segment_transit_wait(&w, &seen);)
-    s = hak__os_map_aligned(HAK_SEG_SIZE, HAK_SEG_SIZE);
+  hak_segment_t* s = hak__map_or_reclaim(HAK_SEG_SIZE, HAK_SEG_SIZE);
   if (!s) return NULL;
   hak__os_nohuge(s, HAK_SEG_SIZE);
   s->magic = HAK_SEG_MAGIC;
@@ -178,7 +184,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
   hak_segment_t* s;
   for (unsigned waits = 0;;) {
     pthread_mutex_lock(&seg_lock);
-    uint32_t seen = hak__segment_returned();    /* under the lock: no arrival slips past the looks below */
+    uint32_t seen = segment_returned();    /* under the lock: no arrival slips past the looks below */
     hak_page_t* pg = seg_warm;
     if (pg) {
       seg_warm = pg->next_free;
@@ -195,7 +201,7 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
      * a second fill of a freed heap fails short (tests/oom/transit) */
     int warm = seg_warm != NULL;
     pthread_mutex_unlock(&seg_lock);
-    if (!warm && !hak__segment_transit_wait(&waits, &seen)) {
+    if (!warm && !segment_transit_wait(&waits, &seen)) {
       errno = ENOMEM;
       return NULL;
     }

@@ -12,41 +12,11 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stdint.h>
-#include "hk_test.h"
+#include "oom_fill.h"
 
 #define HEADROOM (192 * MiB)
 
 static const size_t fill_sizes[] = {64, 8000, 300000, 4 * MiB};
-
-/* Allocate blocks of n bytes until NULL; they form a list through their first
- * word (no side array that would need memory).  Returns the count. */
-static size_t fill(size_t n, void** head) {
-  size_t k = 0;
-  *head = NULL;
-  for (;;) {
-    errno = 0;
-    void** p = malloc(n);
-    if (!p) {
-      int e = errno;
-      CHECK(e == ENOMEM, "malloc(%zu) returned NULL with errno %d (%s) after %zu blocks, expected ENOMEM", n, e,
-            strerror(e), k);
-      break;
-    }
-    *p = *head;
-    *head = p;
-    k++;
-    CHECK(k < ((size_t)64 << 30) / n, "malloc(%zu) never fails under RLIMIT_AS (%zu blocks)", n, k);
-  }
-  return k;
-}
-
-static void release(void* head) {
-  while (head) {
-    void* next = *(void**)head;
-    free(head);
-    head = next;
-  }
-}
 
 static void impossible_sizes(int at_edge) {
   size_t big = 1 * GiB;
@@ -97,13 +67,13 @@ static void scenario_layer(void* arg) {
   limit_as(HEADROOM);
   impossible_sizes(0);
   void* head;
-  size_t first = fill(n, &head);
+  size_t first = oom_fill(n, &head);
   CHECK(first * n >= HEADROOM / 4, "only %zu blocks of %zu bytes fit in %zu MiB of headroom", first, n,
         HEADROOM / MiB);
   impossible_sizes(1);  /* still no crash at the edge */
-  release(head);
-  size_t again = fill(n, &head);
-  release(head);
+  oom_release(head);
+  size_t again = oom_fill(n, &head);
+  oom_release(head);
   CHECK(again * 10 >= first * 9, "%zu-byte blocks: %zu fit first, only %zu after freeing them", n, first, again);
   void* p = malloc(n);
   CHECK(p && hak_owns(p), "malloc(%zu) after freeing everything", n);
@@ -117,8 +87,8 @@ static void scenario_cross(void* arg) {
   limit_as(HEADROOM);
   for (int i = 0; i < 4; i++) {
     void* head;
-    size_t k = fill(fill_sizes[i], &head);
-    release(head);
+    size_t k = oom_fill(fill_sizes[i], &head);
+    oom_release(head);
     CHECK(k * fill_sizes[i] >= HEADROOM / 2,
           "after filling and freeing the layers before it, only %zu blocks of %zu bytes fit (%zu MiB of %zu MiB "
           "headroom): memory freed by one layer is not reusable by another",
@@ -147,13 +117,13 @@ static int scenario_b_child(void) {
   for (int i = 0; i < 1000; i++) free(ps[i]);
   impossible_sizes(0);
   void* head;
-  size_t a = fill(8000, &head);
+  size_t a = oom_fill(8000, &head);
   /* no efficiency target in the contract: only that a useful part of the limit is usable */
   CHECK(a * 8000 >= 16 * MiB, "only %zu blocks of 8000 fit under the limit (VmSize %ld kB at start, %ld kB after "
         "the first malloc)", a, vm0, vm1);
-  release(head);
-  size_t b = fill(8000, &head);
-  release(head);
+  oom_release(head);
+  size_t b = oom_fill(8000, &head);
+  oom_release(head);
   CHECK(b * 10 >= a * 9, "%zu mid blocks first, %zu after freeing", a, b);
   void* h = malloc(100);
   CHECK(h, "malloc(100) after freeing");

@@ -12,36 +12,12 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdint.h>
-#include "hk_test.h"
+#include "oom_fill.h"
 #include "internal.h"
 
 #define HEADROOM (128 * MiB)
 #define ROUNDS 6
 #define SIZE 40000     /* the 40 KiB bridge class: a page a block, so a fill takes pages fast */
-
-static size_t fill(void** head) {
-  size_t k = 0;
-  *head = NULL;
-  for (;;) {
-    errno = 0;
-    void** p = malloc(SIZE);
-    if (!p) {
-      CHECK(errno == ENOMEM, "malloc(%d) returned NULL with errno %d after %zu blocks", SIZE, errno, k);
-      return k;
-    }
-    *p = *head;
-    *head = p;
-    k++;
-  }
-}
-
-static void release(void* head) {
-  while (head) {
-    void* next = *(void**)head;
-    free(head);
-    head = next;
-  }
-}
 
 static sem_t go, done;
 
@@ -82,9 +58,9 @@ static void scenario(void* arg) {
   rl.rlim_max = was.rlim_max;
   CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit(RLIMIT_AS): %s", strerror(errno));
   void* head;
-  size_t first = fill(&head);
+  size_t first = oom_fill(SIZE, &head);
   CHECK(first * SIZE >= HEADROOM / 2, "only %zu blocks of %d bytes fit in %zu MiB", first, SIZE, HEADROOM / MiB);
-  release(head);
+  oom_release(head);
   size_t worst = first, stashed = 0;
   for (int r = 0; r < ROUNDS; r++) {
     /* another Mid class needs a page: the freed class's whole pages go to
@@ -96,9 +72,9 @@ static void scenario(void* arg) {
     stashed += warm;
     sem_post(&go);
     while (hak__page_warm_count()) sched_yield();    /* the trim took the stash */
-    size_t again = fill(&head);
+    size_t again = oom_fill(SIZE, &head);
     sem_wait(&done);
-    release(head);
+    oom_release(head);
     free(other);
     if (again < worst) worst = again;
     printf("round %d: %zu pages to the warm stash, then %zu blocks (first fill %zu)\n", r, warm, again, first);
