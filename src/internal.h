@@ -92,7 +92,9 @@ typedef struct hak_page {
   uint32_t scav_gen, scav_count;  /* scratch of the class scavenger */
   struct hak_page* next_free;  /* scratch list of the scavenger */
   uint32_t color;              /* byte offset of the first block: its cache colour */
-  uint32_t _pad2;
+  _Atomic uint8_t stale_end;   /* taken warm by a class ending earlier: the old end, in 4 KiB, still resident */
+  uint8_t  _pad2;
+  uint16_t stale_tick;         /* the upkeep round it was taken in (segment.c, hak__page_tails_trim) */
 } hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
 typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
@@ -109,6 +111,7 @@ typedef struct hak_segment {
   uint64_t free_mask;                     /* bit i: page i is free */
   struct hak_segment* next_avail;
   struct hak_segment* next_all;           /* every small segment, under the segment lock */
+  _Atomic uint32_t stale_n;               /* its pages with a stale tail (segment.c, page_take) */
   /* aligned: one line per descriptor (the slow paths read them) */
   hak_page_t pages[HAK_PAGES_PER_SEG] __attribute__((aligned(64)));   /* pages[0] is this header */
   /* What free reads: each page's tag (hak_ptag_t), four to a line, where
@@ -182,6 +185,7 @@ uint32_t    hak__page_warm_count(void);                   /* warm pages now */
 void*       hak__map_or_reclaim(size_t size, size_t align);   /* map; out of memory: trim, wait for transit */
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
+void        hak__page_tails_trim(void);                   /* upkeep: stale tails of warm pages to the OS */
 /* calls fn on every page descriptor of every small segment (not the
  * headers), under the segment lock, until fn returns 0 */
 void        hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg);

@@ -1,0 +1,67 @@
+/* A warm page taken by a class whose blocks end earlier than the old
+ * class's loses the memory past its new blocks, a round of upkeep later:
+ * the old class had written it, so it stayed resident and unused for as
+ * long as the page served the new class (bench/prodcons 2-32 KiB: 3-4 MB
+ * of its peak RSS).  Not at once: a program whose sizes change every few
+ * milliseconds (bench/shift) refaulted it when the page changed class
+ * again.  The new class's blocks keep what was written in them. */
+#define _GNU_SOURCE
+#include "pool_test.h"
+
+#define B_SIZE 32768             /* two blocks fill a page: it writes all of it */
+#define B_BYTES (16 * MiB)
+#define C_SIZE 40000             /* the 40 KiB bridge class: one block, too large to borrow a 32 KiB one */
+
+//! Resident 4 KiB pages in [a, a + len).
+static unsigned resident(uintptr_t a, size_t len) {
+  unsigned char v[HAK_PAGE_SIZE / 4096];
+  CHECK(mincore((void*)a, len, v) == 0, "mincore: %s", strerror(errno));
+  unsigned n = 0;
+  for (size_t i = 0; i < len / 4096; i++) n += v[i] & 1;
+  return n;
+}
+
+static int child(void) {
+  CHECK(hak__opt.bg == 0, "the child must run with HAKMEM_BG=0");
+  size_t nb = B_BYTES / B_SIZE;
+  void** b = calloc(nb, sizeof *b);
+  CHECK(b, "calloc");
+  for (size_t i = 0; i < nb; i++) {
+    b[i] = A_MALLOC(B_SIZE);
+    CHECK(b[i], "malloc(%d)", B_SIZE);
+    memset(b[i], 0x5a, B_SIZE);
+  }
+  for (size_t i = 0; i < nb; i++) A_FREE(b[i]);
+  free(b);
+  uint64_t taken0 = hak__page_warm_taken();
+  void* c = A_MALLOC(C_SIZE);        /* the class's first page: class B's whole pages go warm, one comes here */
+  CHECK(c, "malloc(%d)", C_SIZE);
+  CHECK(hak__page_warm_taken() > taken0, "the 40 KiB class took no warm page (warm stash %u pages)",
+        hak__page_warm_count());
+  uintptr_t start = (uintptr_t)c & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+  hak_page_t* pg = &hak__seg_of(start)->pages[hak__page_index(start)];
+  CHECK(pg->block_size == hak__class_size[hak__small_class(C_SIZE)] && pg->capacity == 1,
+        "the block's page is not the 40 KiB class's (block size %u, capacity %u)", pg->block_size, pg->capacity);
+  memset(c, 0x21, C_SIZE);
+  uintptr_t end = (pg->color + (uintptr_t)pg->block_size + 4095) & ~(uintptr_t)4095;
+  size_t tail = HAK_PAGE_SIZE - end;
+  unsigned before = resident(start + end, tail);
+  INFO("page %#lx: blocks end at %zu, tail %zu bytes, %u of its 4 KiB pages resident", (unsigned long)start,
+       (size_t)end, tail, before);
+  CHECK(tail >= 8192 && before == tail / 4096, "the tail past the new blocks is not resident (%u of %zu pages): "
+        "the test does not set up what it means to check", before, tail / 4096);
+  hak__page_tails_trim();            /* the round it was taken in ends: kept */
+  unsigned kept = resident(start + end, tail);
+  CHECK(kept == before, "the tail went in the round the page was taken (%u -> %u pages resident)", before, kept);
+  hak__page_tails_trim();            /* a round later: dropped */
+  unsigned after = resident(start + end, tail);
+  CHECK(after == 0, "the tail is still resident a round after the page was taken (%u of %zu pages)", after,
+        tail / 4096);
+  for (size_t i = 0; i < C_SIZE; i++) CHECK(((unsigned char*)c)[i] == 0x21, "block byte %zu changed", i);
+  A_FREE(c);
+  printf("test_pool_warm_tail: ok\n");
+  return 0;
+}
+
+/* HAKMEM_BG=0: the rounds are the test's own calls. */
+int main(int argc, char** argv) { return pt_main_no_bg(argc, argv, "pool/test_pool_warm_tail", 30, child); }
