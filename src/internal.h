@@ -94,7 +94,7 @@ typedef struct hak_page {
   uint32_t color;              /* byte offset of the first block: its cache colour */
   _Atomic uint8_t stale_end;   /* taken warm by a class ending earlier: the old end, in 4 KiB, still resident */
   uint8_t  _pad2;
-  uint16_t stale_tick;         /* the upkeep round it was taken in (segment.c, hak__page_tails_trim) */
+  uint16_t stale_ms;           /* when it was taken, in ms mod 2^16 (segment.c, hak__page_tails_trim) */
 } hak_page_t;                  /* 64 bytes: one line, and a shift to index */
 
 typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
@@ -186,6 +186,7 @@ void*       hak__map_or_reclaim(size_t size, size_t align);   /* map; out of mem
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
 void        hak__page_tails_trim(void);                   /* upkeep: stale tails of warm pages to the OS */
+unsigned    hak__page_tail_age_ms(void);                  /* how long a tail waits for it */
 /* calls fn on every page descriptor of every small segment (not the
  * headers), under the segment lock, until fn returns 0 */
 void        hak__page_each(int (*fn)(hak_page_t* pg, void* arg), void* arg);

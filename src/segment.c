@@ -50,9 +50,8 @@ static _Atomic uint64_t seg_warm_taken;         /* pages ever taken warm */
 static _Atomic int32_t seg_transit;
 static _Atomic uint32_t seg_returned;
 /* Pages in use whose memory past their blocks is still resident from a
- * class that ended later (page_take), and the upkeep rounds so far. */
+ * class that ended later (page_take). */
 static _Atomic uint32_t seg_stale_n;
-static _Atomic uint32_t seg_tick;
 
 //! The arrivals so far: an out-of-memory retry loop starts from here.
 static uint32_t segment_returned(void) { return atomic_load_explicit(&seg_returned, memory_order_acquire); }
@@ -228,8 +227,6 @@ static uintptr_t page_blocks_end(const hak_page_t* pg) {
   return (end + 4095) & ~(uintptr_t)4095;
 }
 
-//! Forgets a free page's stale tail (its memory is going to the OS, or a
-//! new class's blocks cover it); the trimmer may race to do the same.
 //! Counts a page's stale tail in (d = 1) or out (d = -1): the upkeep
 //! walks only the segments that have one.
 static void page_stale_count(hak_page_t* pg, int d) {
@@ -237,6 +234,8 @@ static void page_stale_count(hak_page_t* pg, int d) {
   atomic_fetch_add_explicit(&seg_stale_n, (uint32_t)d, memory_order_relaxed);
 }
 
+//! Forgets a free page's stale tail (its memory is going to the OS, or a
+//! new class's blocks cover it); the trimmer may race to do the same.
 static void page_stale_clear(hak_page_t* pg) {
   if (atomic_load_explicit(&pg->stale_end, memory_order_relaxed) &&
       atomic_exchange_explicit(&pg->stale_end, 0, memory_order_relaxed))
@@ -247,7 +246,7 @@ static void page_stale_clear(hak_page_t* pg) {
 //! a class whose blocks end earlier keeps the old class's memory past them,
 //! resident and unused (bench/prodcons 2-32 KiB: 3-4 MB of its peak RSS).
 //! The page notes it, and upkeep drops it once the page kept its class for
-//! a round (hak__page_tails_trim): dropped at once, a program whose sizes
+//! a while (hak__page_tails_trim): dropped at once, a program whose sizes
 //! change every few milliseconds (bench/shift) refaulted it (-30%).
 static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color) {
   uintptr_t old_end = 0;
@@ -259,7 +258,7 @@ static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, in
   page_stale_clear(pg);
   page_init_class(pg, cls, color);
   if (old_end > page_blocks_end(pg)) {
-    pg->stale_tick = (uint16_t)atomic_load_explicit(&seg_tick, memory_order_relaxed);
+    pg->stale_ms = (uint16_t)(hak__os_now_ns() / 1000000u);
     atomic_store_explicit(&pg->stale_end, (uint8_t)(old_end >> 12), memory_order_relaxed);
     page_stale_count(pg, 1);
   }
@@ -355,19 +354,27 @@ uint32_t hak__page_warm_decay(uint64_t before) {
   return n;
 }
 
-//! Upkeep: a page in use that was taken warm at least a round ago loses
-//! the stale memory past its blocks.  Under seg_lock, so the page cannot
+//! How long a page keeps its stale tail: a quarter of the decay window, as
+//! an upkeep round (50 ms at least, a minute at most: the stamp wraps).
+unsigned hak__page_tail_age_ms(void) {
+  unsigned q = (unsigned)hak__opt.decay_ms / 4;
+  return q < 50 ? 50 : q > 60000 ? 60000 : q;
+}
+
+//! Upkeep: a page in use that was taken warm hak__page_tail_age_ms() ago
+//! or more loses the stale memory past its blocks.  Under seg_lock, so the page cannot
 //! change class meanwhile: to take another class's blocks past its end it
 //! would go through the warm stash or its segment, both under the lock.
 void hak__page_tails_trim(void) {
-  uint16_t tick = (uint16_t)(atomic_fetch_add_explicit(&seg_tick, 1, memory_order_relaxed) + 1);
   if (!atomic_load_explicit(&seg_stale_n, memory_order_relaxed)) return;
+  uint16_t now = (uint16_t)(hak__os_now_ns() / 1000000u);
+  uint16_t age = (uint16_t)hak__page_tail_age_ms();
   pthread_mutex_lock(&seg_lock);
   for (hak_segment_t* s = seg_all; s; s = s->next_all)
     for (size_t i = 1; i < HAK_PAGES_PER_SEG && atomic_load_explicit(&s->stale_n, memory_order_relaxed); i++) {
       hak_page_t* pg = &s->pages[i];
       if (atomic_load_explicit(&pg->state, memory_order_acquire) == HAK_PAGE_FREE ||
-          !atomic_load_explicit(&pg->stale_end, memory_order_relaxed) || (uint16_t)(tick - pg->stale_tick) < 2)
+          !atomic_load_explicit(&pg->stale_end, memory_order_relaxed) || (uint16_t)(now - pg->stale_ms) < age)
         continue;
       uintptr_t end = page_blocks_end(pg);
       uintptr_t old = (uintptr_t)atomic_exchange_explicit(&pg->stale_end, 0, memory_order_relaxed) << 12;
