@@ -56,6 +56,16 @@ static _Atomic uint32_t seg_stale_n;
 //! The arrivals so far: an out-of-memory retry loop starts from here.
 static uint32_t segment_returned(void) { return atomic_load_explicit(&seg_returned, memory_order_acquire); }
 
+//! A page or segment sets out for the OS (or its segment's mask).
+static void segment_transit_leave(void) { atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed); }
+
+//! It arrived: counted before it stops counting as in transit, so a waiter
+//! that sees the transit count fall also sees the arrival.
+static void segment_transit_arrive(void) {
+  atomic_fetch_add_explicit(&seg_returned, 1, memory_order_release);
+  atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
+}
+
 //! Out of memory: 1 if a retry may succeed (something came back since
 //! *seen, or is on its way, after a backoff), 0 if none can.
 static int segment_transit_wait(unsigned* waits, uint32_t* seen) {
@@ -293,7 +303,7 @@ static void page_decommit(hak_page_t* pg) {
 
 //! A wholly free page goes back to the OS and to its segment.
 void hak__page_release(hak_page_t* pg) {
-  atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
+  segment_transit_leave();
   page_unclass(pg);
   page_decommit(pg);
 }
@@ -305,8 +315,7 @@ static void page_to_segment(hak_page_t* pg) {
   pthread_mutex_lock(&seg_lock);
   s->free_mask |= (uint64_t)1 << i;
   s->nfree++;
-  atomic_fetch_add_explicit(&seg_returned, 1, memory_order_release);
-  atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
+  segment_transit_arrive();
   if (!s->in_avail) {
     s->in_avail = 1;
     s->next_avail = seg_avail;
@@ -341,7 +350,7 @@ uint32_t hak__page_warm_decay(uint64_t before) {
   *pp = NULL;
   for (hak_page_t* pg = old; pg; pg = pg->next_free) {
     atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
+    segment_transit_leave();
   }
   pthread_mutex_unlock(&seg_lock);
   uint32_t n = 0;
@@ -354,17 +363,18 @@ uint32_t hak__page_warm_decay(uint64_t before) {
   return n;
 }
 
-//! How long a page keeps its stale tail: a quarter of the decay window, as
-//! an upkeep round (50 ms at least, a minute at most: the stamp wraps).
+//! How long a page keeps its stale tail: a quarter of the decay window, an
+//! upkeep round's length (50 ms at least, a minute at most: the stamp wraps).
 unsigned hak__page_tail_age_ms(void) {
   unsigned q = (unsigned)hak__opt.decay_ms / 4;
   return q < 50 ? 50 : q > 60000 ? 60000 : q;
 }
 
 //! Upkeep: a page in use that was taken warm hak__page_tail_age_ms() ago
-//! or more loses the stale memory past its blocks.  Under seg_lock, so the page cannot
-//! change class meanwhile: to take another class's blocks past its end it
-//! would go through the warm stash or its segment, both under the lock.
+//! or more loses the stale memory past its blocks.  Under seg_lock, so the
+//! page cannot change class meanwhile: to take another class's blocks past
+//! its end it would go through the warm stash or its segment, both under
+//! the lock.
 void hak__page_tails_trim(void) {
   if (!atomic_load_explicit(&seg_stale_n, memory_order_relaxed)) return;
   uint16_t now = (uint16_t)(hak__os_now_ns() / 1000000u);
@@ -468,7 +478,7 @@ size_t hak__segment_trim(void) {
       s->next_avail = dead;
       dead = s;
       s->kind = HAK_SEG_NONE;              /* off seg_all below */
-      atomic_fetch_add_explicit(&seg_transit, 1, memory_order_relaxed);
+      segment_transit_leave();
     } else {
       pp = &s->next_avail;
     }
@@ -488,8 +498,7 @@ size_t hak__segment_trim(void) {
     hak_segment_t* s = dead;
     dead = s->next_avail;
     hak__os_unmap(s, HAK_SEG_SIZE);
-    atomic_fetch_add_explicit(&seg_returned, 1, memory_order_release);
-    atomic_fetch_sub_explicit(&seg_transit, 1, memory_order_release);
+    segment_transit_arrive();
     bytes += HAK_SEG_SIZE;
   }
   return bytes;

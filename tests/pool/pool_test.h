@@ -179,4 +179,33 @@ static inline void* pt_map(size_t n) {
   CHECK(p != MAP_FAILED, "mmap of %zu bytes failed", n);
   return p;
 }
+
+/* Resident OS pages in [a, a + len), a and len multiples of the OS page. */
+static inline unsigned pt_resident(uintptr_t a, size_t len) {
+  size_t os = (size_t)sysconf(_SC_PAGESIZE), n = len / os;
+  unsigned char* v = pt_map(n);
+  CHECK(mincore((void*)a, len, v) == 0, "mincore failed: %s", strerror(errno));
+  unsigned r = 0;
+  for (size_t i = 0; i < n; i++) r += v[i] & 1;
+  munmap(v, n);
+  return r;
+}
+
+/* bytes / size blocks of size bytes, each written whole (every page
+ * resident), in an array of *n; pt_release frees them and the array. */
+static inline void** pt_fill_bytes(size_t size, size_t bytes, size_t* n) {
+  *n = bytes / size;
+  void** p = calloc(*n, sizeof *p);
+  CHECK(p, "calloc");
+  for (size_t i = 0; i < *n; i++) {
+    p[i] = A_MALLOC(size);
+    CHECK(p[i], "malloc(%zu)", size);
+    memset(p[i], 0x3c, size);
+  }
+  return p;
+}
+static inline void pt_release(void** p, size_t n) {
+  for (size_t i = 0; i < n; i++) A_FREE(p[i]);
+  free(p);
+}
 #endif

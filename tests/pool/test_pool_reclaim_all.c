@@ -15,31 +15,14 @@
 #define B_BYTES (12 * MiB)
 #define C_SIZE 20000
 
-static void** fill(size_t size, size_t bytes, size_t* n) {
-  *n = bytes / size;
-  void** p = calloc(*n, sizeof *p);
-  CHECK(p, "calloc");
-  for (size_t i = 0; i < *n; i++) {
-    p[i] = A_MALLOC(size);
-    CHECK(p[i], "malloc(%zu)", size);
-    memset(p[i], 0x3c, size);
-  }
-  return p;
-}
-
-static void release(void** p, size_t n) {
-  for (size_t i = 0; i < n; i++) A_FREE(p[i]);
-  free(p);
-}
-
 static int child(void) {
   CHECK(hak__opt.bg == 0, "the child must run with HAKMEM_BG=0");
   unsigned ca = (unsigned)hak__small_class(A_SIZE), cb = (unsigned)hak__small_class(B_SIZE);
   size_t na, nb;
-  void** a = fill(A_SIZE, A_BYTES, &na);   /* both live at once: neither takes the other's pages */
-  void** b = fill(B_SIZE, B_BYTES, &nb);
-  release(a, na);
-  release(b, nb);
+  void** a = pt_fill_bytes(A_SIZE, A_BYTES, &na);   /* both live at once: neither takes the other's pages */
+  void** b = pt_fill_bytes(B_SIZE, B_BYTES, &nb);
+  pt_release(a, na);
+  pt_release(b, nb);
   uint64_t a0 = hak__small_pages_in_use(ca), b0 = hak__small_pages_in_use(cb);
   uint64_t cap_a = hak__policy_cap(ca), cap_b = hak__policy_cap(cb);
   CHECK(a0 > cap_a + 8 && b0 > a0, "the setup: class A %llu pages (CAP %llu), class B %llu", (unsigned long long)a0,

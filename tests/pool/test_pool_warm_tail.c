@@ -13,27 +13,11 @@
 #define B_BYTES (16 * MiB)
 #define C_SIZE 40000             /* the 40 KiB bridge class: one block, too large to borrow a 32 KiB one */
 
-//! Resident 4 KiB pages in [a, a + len).
-static unsigned resident(uintptr_t a, size_t len) {
-  unsigned char v[HAK_PAGE_SIZE / 4096];
-  CHECK(mincore((void*)a, len, v) == 0, "mincore: %s", strerror(errno));
-  unsigned n = 0;
-  for (size_t i = 0; i < len / 4096; i++) n += v[i] & 1;
-  return n;
-}
-
 static int child(void) {
   CHECK(hak__opt.bg == 0, "the child must run with HAKMEM_BG=0");
-  size_t nb = B_BYTES / B_SIZE;
-  void** b = calloc(nb, sizeof *b);
-  CHECK(b, "calloc");
-  for (size_t i = 0; i < nb; i++) {
-    b[i] = A_MALLOC(B_SIZE);
-    CHECK(b[i], "malloc(%d)", B_SIZE);
-    memset(b[i], 0x5a, B_SIZE);
-  }
-  for (size_t i = 0; i < nb; i++) A_FREE(b[i]);
-  free(b);
+  size_t nb;
+  void** b = pt_fill_bytes(B_SIZE, B_BYTES, &nb);
+  pt_release(b, nb);
   uint64_t taken0 = hak__page_warm_taken();
   double t0 = hk_now();
   void* c = A_MALLOC(C_SIZE);        /* the class's first page: class B's whole pages go warm, one comes here */
@@ -47,19 +31,19 @@ static int child(void) {
   memset(c, 0x21, C_SIZE);
   uintptr_t end = (pg->color + (uintptr_t)pg->block_size + 4095) & ~(uintptr_t)4095;
   size_t tail = HAK_PAGE_SIZE - end;
-  unsigned before = resident(start + end, tail);
+  unsigned before = pt_resident(start + end, tail);
   INFO("page %#lx: blocks end at %zu, tail %zu bytes, %u of its 4 KiB pages resident", (unsigned long)start,
        (size_t)end, tail, before);
   CHECK(tail >= 8192 && before == tail / 4096, "the tail past the new blocks is not resident (%u of %zu pages): "
         "the test does not set up what it means to check", before, tail / 4096);
   double age = hak__page_tail_age_ms() / 1000.0;
   hak__page_tails_trim();            /* at once: kept */
-  unsigned kept = resident(start + end, tail);
+  unsigned kept = pt_resident(start + end, tail);
   if (hk_now() - t0 < age * 0.8)     /* a slow machine (valgrind) may be past the wait already */
     CHECK(kept == before, "the tail went as soon as the page was taken (%u -> %u pages resident)", before, kept);
   hk_sleep_ms((long)(age * 1000) + 20);
   hak__page_tails_trim();            /* the wait is over: dropped */
-  unsigned after = resident(start + end, tail);
+  unsigned after = pt_resident(start + end, tail);
   CHECK(after == 0, "the tail is still resident %.0f ms after the page was taken (%u of %zu pages)",
         (hk_now() - t0) * 1000, after, tail / 4096);
   for (size_t i = 0; i < C_SIZE; i++) CHECK(((unsigned char*)c)[i] == 0x21, "block byte %zu changed", i);

@@ -14,14 +14,7 @@
 
 //! Resident OS pages of the 64 KiB page holding p.
 static int resident_pages(void* p) {
-  uintptr_t pg = (uintptr_t)p & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
-  long os = sysconf(_SC_PAGESIZE);
-  int n = (int)(HAK_PAGE_SIZE / os), r = 0;
-  unsigned char* v = pt_map((size_t)n);
-  CHECK(mincore((void*)pg, HAK_PAGE_SIZE, v) == 0, "mincore failed: %s", strerror(errno));
-  for (int i = 0; i < n; i++) r += v[i] & 1;
-  munmap(v, (size_t)n);
-  return r;
+  return (int)pt_resident((uintptr_t)p & ~(uintptr_t)(HAK_PAGE_SIZE - 1), HAK_PAGE_SIZE);
 }
 
 static void* thread_some(void* arg) {
