@@ -2,8 +2,9 @@
  * class: a header in the first 64 KiB (with one state byte per block, for
  * double-free detection), then blocks of the class size.  A thread keeps a
  * few blocks per class; the rest wait in a lock-free central "hot" list.
- * Past twice CAP the hot list is trimmed: blocks are decommitted (RSS
- * back to the OS, no munmap) and wait in a "cold" list. */
+ * Decay trims the hot list toward CAP, and past 8 CAP + 8 a free trims it
+ * to 4 CAP: blocks are decommitted (RSS back to the OS, no munmap) and wait
+ * in a "cold" list. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
