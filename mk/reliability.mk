@@ -3,8 +3,8 @@
 #   make test-asan        ASan build (build-asan) + the reliability tests in it
 #   make test-tsan        TSan build (build-thread) + the reliability tests in it
 #   make test-ubsan       UBSan build (build-undefined) + the WHOLE test suite in it
-#   make test-valgrind    every test binary of the normal build under memcheck, 0 errors
-#                         (but VG_SKIP); a few again with HAKMEM_VALGRIND=1, and tests/valgrind
+#   make test-valgrind    every test binary of the normal build under memcheck, 0 errors;
+#                         a few again with HAKMEM_VALGRIND=1, and tests/valgrind
 #   make stress THREADS=16 DURATION=60     the long multi-thread stress
 #   make fuzz FUZZ_SECONDS=120             libFuzzer (clang, -fsanitize=fuzzer,address)
 #   make test-real        real programs under LD_PRELOAD=build/libhakmem.so
@@ -56,12 +56,6 @@ DURATION     ?= 60
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   ?= build-fuzz
 VG_TIMEOUT   ?= 600
-# Tests that fill the address space to a lowered RLIMIT_AS.  Under memcheck
-# the limit covers valgrind's own mappings too (translations, shadow), so a
-# fill that reaches it can starve valgrind itself: CI's run of 1ec0c7f died in
-# oom/transit with "Valgrind's memory management: out of memory" (rc 1).
-# Their point, ENOMEM and memory in transit, is checked natively and in UBSan.
-VG_SKIP      := oom/oom oom/transit
 
 # apt-get install if a command is missing (root only; else just say so).
 # A fresh Debian machine has no package lists: apt-get update comes first.
@@ -115,7 +109,6 @@ test-valgrind: lib tests $(VG_PROG)
 	@pass=0; fail=0; failed=""; \
 	vg_one() { name=$$1; shift; \
 	  if [ -n "$${TEST_FILTER:-}" ] && ! echo "$$name" | grep -Eq "$$TEST_FILTER"; then return; fi; \
-	  case " $(VG_SKIP) " in *" $$name "*) echo "SKIP valgrind $$name (fills RLIMIT_AS, which memcheck's own memory shares)"; return;; esac; \
 	  log=$$(mktemp); t0=$$(date +%s); \
 	  if env BUILD=$(BUILD) STRESS_THREADS=4 STRESS_DURATION=3 LIFECYCLE_FORKS=30 LIFECYCLE_THREADS=1000 \
 	     FAULTS_NO_RLIMIT=1 timeout $(VG_TIMEOUT) "$$@" >$$log 2>&1; then \

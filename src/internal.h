@@ -185,7 +185,7 @@ uint32_t    hak__page_warm_count(void);                   /* warm pages now */
 void*       hak__map_or_reclaim(size_t size, size_t align);   /* map; out of memory: trim, wait for transit */
 uint32_t    hak__page_warm_layer(unsigned layer);         /* those last in a layer (Tiny, Mid) */
 uint64_t    hak__page_warm_taken(void);                   /* pages ever taken warm */
-void        hak__page_tails_trim(void);                   /* upkeep: stale tails of warm pages to the OS */
+void        hak__page_tails_trim(uint64_t now);           /* upkeep (now in ns): stale tails of warm pages to the OS */
 unsigned    hak__page_tail_age_ms(void);                  /* how long a tail waits for it */
 /* calls fn on every page descriptor of every small segment (not the
  * headers), under the segment lock, until fn returns 0 */

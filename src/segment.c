@@ -375,9 +375,9 @@ unsigned hak__page_tail_age_ms(void) {
 //! page cannot change class meanwhile: to take another class's blocks past
 //! its end it would go through the warm stash or its segment, both under
 //! the lock.
-void hak__page_tails_trim(void) {
+void hak__page_tails_trim(uint64_t now_ns) {
   if (!atomic_load_explicit(&seg_stale_n, memory_order_relaxed)) return;
-  uint16_t now = (uint16_t)(hak__os_now_ns() / 1000000u);
+  uint16_t now = (uint16_t)(now_ns / 1000000u);
   uint16_t age = (uint16_t)hak__page_tail_age_ms();
   pthread_mutex_lock(&seg_lock);
   for (hak_segment_t* s = seg_all; s; s = s->next_all)

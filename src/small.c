@@ -144,7 +144,7 @@ void hak__maintenance_run(uint64_t now) {
     }
   uint64_t decay = (uint64_t)hak__opt.decay_ms * 1000000ull;
   hak__small_released_add(hak__page_warm_decay(now > decay ? now - decay : 0));
-  hak__page_tails_trim();
+  hak__page_tails_trim(now);
   hak__l25_decay(now);
   hak__huge_trim(0);
 }

@@ -84,6 +84,16 @@ __attribute__((unused)) static int hk_slow(void) {
   const char* s = getenv("HK_TEST_SLOW");
   return hk_under_valgrind() || (s && *s == '1');
 }
+/* RLIMIT_AS limits valgrind's own mappings too (translations, its heap):
+ * a fill to the limit can starve valgrind itself (CI's run of 1ec0c7f died
+ * in oom/transit with "Valgrind's memory management: out of memory").
+ * 1, said on a [valgrind] line (make test-valgrind shows it), where a test
+ * must skip what it does under a lowered RLIMIT_AS. */
+__attribute__((unused)) static int hk_skip_rlimit_as(void) {
+  if (!hk_under_valgrind()) return 0;
+  printf("[valgrind] %s: RLIMIT_AS parts skipped (the limit would cover valgrind's own memory)\n", hk_test_name);
+  return 1;
+}
 /* Divide iteration counts by this. */
 __attribute__((unused)) static int hk_scale(void) { return hk_slow() ? 20 : 1; }
 

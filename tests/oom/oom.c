@@ -136,6 +136,7 @@ static int scenario_b_child(void) {
 int main(int argc, char** argv) {
   if (argc > 1 && !strcmp(argv[1], "under-limit")) return scenario_b_child();
   hk_begin("oom/oom", 55);
+  if (hk_skip_rlimit_as()) return 0;     /* every scenario lowers RLIMIT_AS */
   long vm_base = hk_status_kb("VmSize");   /* before hakmem starts: binary, libraries, sanitizer runtime */
   /* initialise hakmem (and stdio) before forking */
   void* warm = malloc(100);

@@ -37,12 +37,12 @@ static int child(void) {
   CHECK(tail >= 8192 && before == tail / 4096, "the tail past the new blocks is not resident (%u of %zu pages): "
         "the test does not set up what it means to check", before, tail / 4096);
   double age = hak__page_tail_age_ms() / 1000.0;
-  hak__page_tails_trim();            /* at once: kept */
+  hak__page_tails_trim(hak__os_now_ns());   /* at once: kept */
   unsigned kept = pt_resident(start + end, tail);
   if (hk_now() - t0 < age * 0.8)     /* a slow machine (valgrind) may be past the wait already */
     CHECK(kept == before, "the tail went as soon as the page was taken (%u -> %u pages resident)", before, kept);
   hk_sleep_ms((long)(age * 1000) + 20);
-  hak__page_tails_trim();            /* the wait is over: dropped */
+  hak__page_tails_trim(hak__os_now_ns());   /* the wait is over: dropped */
   unsigned after = pt_resident(start + end, tail);
   CHECK(after == 0, "the tail is still resident %.0f ms after the page was taken (%u of %zu pages)",
         (hk_now() - t0) * 1000, after, tail / 4096);
