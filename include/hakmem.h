@@ -24,7 +24,9 @@ void*  hak_realloc(void* p, size_t size);
 void*  hak_memalign(size_t alignment, size_t size);
 size_t hak_usable_size(const void* p);
 
-/* 1 if p is the start of a live or cached block that hakmem manages. */
+/* 1 if p is the start of a block that hakmem manages: a live block, or for
+ * small and Large blocks also a cached (freed) one; huge blocks: live only,
+ * as a freed huge block's pages may be merged into a larger cached run. */
 int    hak_owns(const void* p);
 
 /* Give cached memory back to the OS now; returns bytes released. */

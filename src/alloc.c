@@ -37,6 +37,11 @@ void hak__misuse(const char* what, const void* p, int cls) { misuse_say(what, "o
 //! The same about a place: "hakmem: <what> at <p> (<class>)".
 void hak__misuse_at(const char* what, const void* p, int cls) { misuse_say(what, "at", p, cls); }
 
+//! A walk met a block twice: a list loops.
+void hak__link_loop(const void* p, int cls) {
+  hak__misuse_at("double free (or write after free): a free list loops", p, cls);
+}
+
 //! A cached block about to be handed out has no free mark.
 void hak__bad_block(const void* p) {
   /* a list head outside the small segments came from an overwritten link

@@ -32,7 +32,13 @@ static void* bg_main(void* arg) {
   return NULL;
 }
 
+/* Above zero while this thread holds hakmem's shared heap lock or heap list
+ * lock: pthread_create allocates (calloc for the new thread's TLS), which
+ * would take the same lock again.  The kick is left to a later caller. */
+__thread unsigned hak__bg_hold __attribute__((tls_model("initial-exec")));
+
 void hak__bg_kick_slow(void) {
+  if (hak__bg_hold) return;
   int expect = 0;
   if (!atomic_compare_exchange_strong(&hak__bg_state, &expect, 2)) return;
   if (!hak__opt.bg && !hak__opt.learn) return;            /* stays 2: off */
@@ -41,10 +47,16 @@ void hak__bg_kick_slow(void) {
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 * 1024);
   pthread_t t;
+  /* born with every signal blocked: the program's handlers never run on
+   * it, not even before bg_main blocks them */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   if (pthread_create(&t, &at, bg_main, NULL) == 0) {
     atomic_store(&hak__bg_state, 1);
     pthread_setname_np(t, "hakmem-bg");
   }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&at);
 }
 

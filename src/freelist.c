@@ -135,7 +135,10 @@ static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
   void* first = fl_ptr(old);
   int cls = fl_class(first);
   uint32_t n = 0;
-  for (void* p = first; p; p = hak__link_get(p, cls)) n++;
+  hak_walk_t w = HAK_WALK_INIT(first);
+  for (void* p = first; p; p = hak__link_get(p, cls)) {
+    if (n++) hak__walk_step(&w, p, cls);
+  }
   atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
   *got = n;
   return first;
@@ -181,7 +184,10 @@ static void* fl_take_plain(hak_freelist_t* fl, uint32_t* got) {
   atomic_store_explicit(&fl->head, 0, memory_order_relaxed);
   int cls = first ? fl_class(first) : -1;
   uint32_t n = 0;
-  for (void* p = first; p; p = hak__link_get(p, cls)) n++;
+  hak_walk_t w = HAK_WALK_INIT(first);
+  for (void* p = first; p; p = hak__link_get(p, cls)) {
+    if (n++) hak__walk_step(&w, p, cls);
+  }
   atomic_fetch_sub_explicit(&fl->count, n, memory_order_relaxed);
   pthread_mutex_unlock(&fl->lock);
   *got = n;

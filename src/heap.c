@@ -151,13 +151,17 @@ hak_heap_t* hak__heap_current(void) {
 //! Threads past teardown share one heap under a lock.
 hak_heap_t* hak__global_heap_lock(void) {
   pthread_mutex_lock(&heap_global_lock);
+  hak__bg_hold++;
   if (!heap_global) {
     heap_global = heap_make();
-    if (!heap_global) { pthread_mutex_unlock(&heap_global_lock); return NULL; }
+    if (!heap_global) return NULL;   /* still locked: every caller unlocks */
   }
   return heap_global;
 }
-void hak__global_heap_unlock(void) { pthread_mutex_unlock(&heap_global_lock); }
+void hak__global_heap_unlock(void) {
+  hak__bg_hold--;
+  pthread_mutex_unlock(&heap_global_lock);
+}
 
 void hak__heap_init(void) { pthread_key_create(&heap_key, heap_exit); }
 
@@ -167,9 +171,20 @@ void hak__heap_each(void (*fn)(hak_heap_t*, void*), void* arg) {
   pthread_mutex_unlock(&heap_lock);
 }
 
+//! The same over the heaps made so far, without the lock held while fn
+//! runs (fn may wait on another thread): heaps are never freed, and a
+//! heap's next_all never changes once it is on the list.
+void hak__heap_each_unlocked(void (*fn)(hak_heap_t*, void*), void* arg) {
+  pthread_mutex_lock(&heap_lock);
+  hak_heap_t* first = heap_all;
+  pthread_mutex_unlock(&heap_lock);
+  for (hak_heap_t* h = first; h; h = h->next_all) fn(h, arg);
+}
+
 //! Blocks pushed to parked heaps' inboxes after they exited.
 void hak__heaps_drain_dead(hak_heap_t* self) {
   pthread_mutex_lock(&heap_lock);
+  hak__bg_hold++;
   for (hak_heap_t* h = heap_free; h; h = h->next_free)
     for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
       uint32_t n;
@@ -179,6 +194,7 @@ void hak__heaps_drain_dead(hak_heap_t* self) {
       n = (uint32_t)(v & HAK_INBOX_MAX);
       hak__small_central_push(self, c, ch, hak__link_last(ch, (int)c, NULL), n);
     }
+  hak__bg_hold--;
   pthread_mutex_unlock(&heap_lock);
 }
 

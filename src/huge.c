@@ -558,7 +558,7 @@ int hak__huge_owns(const void* p) {
 static char* huge_move(huge_hdr_t* hd, size_t need) {
   huge_pieces_t pc = hd->pc, moved = {0, {0}, {0}};
   if (pc.n >= HUGE_PIECES) return NULL;           /* no room for the growth: caller copies */
-  char* dst = hak__os_map_aligned(need, HAK_SEG_SIZE);
+  char* dst = hak__map_or_reclaim(need, HAK_SEG_SIZE);   /* old + need at once: trim caches first */
   if (!dst) return NULL;
   if (hak__opt.thp) hak__os_thp(dst, need, 1);
   char* base = hd->base;

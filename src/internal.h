@@ -416,6 +416,7 @@ void        hak__heap_fork_prepare(void);
 void        hak__heap_fork_parent(void);
 void        hak__heap_fork_child(void);
 void        hak__heap_each(void (*fn)(hak_heap_t*, void*), void* arg); /* under the heap list lock */
+void        hak__heap_each_unlocked(void (*fn)(hak_heap_t*, void*), void* arg); /* fn may wait */
 void        hak__heaps_drain_dead(hak_heap_t* self);
 void        hak__heap_init(void);
 hak_heap_t* hak__global_heap_lock(void);      /* for threads past their teardown */
@@ -476,6 +477,7 @@ void   hak__maintenance_tick(void);
 void   hak__l25_decay(uint64_t now_ns);
 void   hak__maintenance_run(uint64_t now_ns);
 void   hak__bg_kick_slow(void);
+extern __thread unsigned hak__bg_hold;   /* bg.c: a shared lock is held, no thread start */
 void   hak__bg_fork_child(void);
 extern _Atomic int hak__bg_state;
 /* starts the background thread on first need; one load when it runs */

@@ -281,7 +281,7 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
 void hak__l25_free(hak_heap_t* h, void* p) {
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);
-  if (idx < 0) hak__misuse("interior pointer free", p, -1);
+  if (idx < 0) hak__misuse("interior pointer free", p, HAK_STAT_LARGE0 + (int)s->cls);
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
   if (st != L25_LIVE)
     hak__misuse(st == L25_UNUSED ? "invalid free" : "double free", p, HAK_STAT_LARGE0 + s->cls);
@@ -326,7 +326,7 @@ size_t hak__l25_usable(const void* p) {
   if (hak_likely(n)) return n;
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);
-  if (idx < 0) hak__misuse("interior pointer", p, -1);
+  if (idx < 0) hak__misuse("interior pointer", p, HAK_STAT_LARGE0 + (int)s->cls);
   uint8_t st = atomic_load_explicit(&s->state[idx], memory_order_relaxed);
   hak__misuse(st == L25_UNUSED ? "invalid pointer" : "use after free", p, HAK_STAT_LARGE0 + s->cls);
 }

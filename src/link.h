@@ -39,6 +39,23 @@ int   hak__block_class(const void* p);         /* stats class of a block, or -1 
 int   hak__l25_link_ok(const void* p, unsigned lcls);   /* l25.c: a free block of Large class lcls */
 int   hak__l25_block_class(const void* p);               /* l25.c: its Large class, or -1 */
 __attribute__((noreturn, cold)) void hak__link_corrupt(const void* slot, int cls);
+__attribute__((noreturn, cold)) void hak__link_loop(const void* p, int cls);
+
+/* A walk to the end of a list meets a loop only after a double free that
+ * no check caught (free checks only the top of the cache; malloc checks
+ * each block it hands out).  Brent's check turns that hang into an abort:
+ * one compare per link, against a block that jumps ahead at powers of two. */
+typedef struct hak_walk { const void* seen; uint32_t steps, lim; } hak_walk_t;
+#define HAK_WALK_INIT(first) {(first), 0, 1}
+//! The walk reached q: aborts if q was seen before.
+HAK_INLINE void hak__walk_step(hak_walk_t* w, const void* q, int cls) {
+  if (hak_unlikely(q == w->seen)) hak__link_loop(q, cls);
+  if (++w->steps == w->lim) {
+    w->seen = q;
+    w->lim <<= 1;
+    w->steps = 0;
+  }
+}
 
 //! 1 in hardened mode (links encoded); the one predicted branch of default mode.
 HAK_INLINE int hak__link_secure(void) { return hak_unlikely(hak__link_key.add != 0); }
@@ -75,7 +92,11 @@ HAK_INLINE void* hak__link_get(const void* slot, int cls) {
 HAK_INLINE void* hak__link_last(void* chain, int cls, uint32_t* n) {
   void* last = chain;
   uint32_t k = 1;
-  for (void* q; (q = hak__link_get(last, cls)) != NULL; k++) last = q;
+  hak_walk_t w = HAK_WALK_INIT(chain);
+  for (void* q; (q = hak__link_get(last, cls)) != NULL; k++) {
+    hak__walk_step(&w, q, cls);
+    last = q;
+  }
   if (n) *n = k;
   return last;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <string.h>
 #include <stdlib.h>
@@ -224,5 +225,7 @@ void hak__os_backoff(unsigned* n) {
   k -= 16;
   long ns = 1000L << (k < 10 ? k : 10);
   struct timespec ts = {0, ns};
-  nanosleep(&ts, NULL);
+  /* the raw call: nanosleep() is a cancellation point, and a thread
+   * cancelled here would leave a lock or a walk flag held for good */
+  syscall(SYS_nanosleep, &ts, NULL);
 }

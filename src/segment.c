@@ -128,7 +128,7 @@ static void heap_wait_pop(hak_heap_t* h, void* arg) {
 //! Used before unmapping: a popper may hold a link into the memory.
 void hak__grace_wait(void) {
   atomic_thread_fence(memory_order_seq_cst);
-  hak__heap_each(heap_wait_pop, NULL);
+  hak__heap_each_unlocked(heap_wait_pop, NULL);   /* a popper may be preempted: no lock held */
   unsigned n = 0;
   while (atomic_load(&hak__anon_pops)) hak__os_backoff(&n);
 }

@@ -652,7 +652,10 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
   walk_lanes_t w;
   lanes_start(&w, runs, nrun);
   hak_page_t* pages = NULL;               /* each page seen, once */
+  uint64_t seen = 0;
   for (void* p; (p = lanes_next(&w, cls)) != NULL;) {
+    /* more blocks than the lists counted: one loops (a double free) */
+    if (hak_unlikely(++seen > 2 * blocks + 64)) hak__link_loop(p, (int)cls);
     hak_page_t* pg = hak__page_of((uintptr_t)p);
     if (pg->scav_gen != gen) {
       pg->scav_gen = gen;

@@ -271,6 +271,7 @@ static void bin_find_cuts(PoolTLSBinAux* x, PoolTLSBin* b, unsigned cls, uint64_
   void* p = b->head;
   void* last = p;
   for (uint32_t d = 1; p; d++) {
+    if (hak_unlikely(d > count)) hak__link_loop(p, (int)cls);   /* the count is exact */
     if (k < m && d == want) {
       x->cut[k] = p;
       x->cut_depth[k] = d;
