@@ -233,6 +233,10 @@ static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
   }
   size_t old = usable_checked(p);
   int kind = hak__seg_kind((uintptr_t)p);
+  /* a freed small block still in a list: kept in place, it would have two
+   * owners (realloc reads the block anyway, to copy it) */
+  if (kind == HAK_SEG_SMALL && ((uintptr_t*)p)[1] == (hak__cookie ^ (uintptr_t)p))
+    hak__misuse("realloc after free", p, hak__page_of((uintptr_t)p)->cls);
   if (kind == HAK_SEG_HUGE && n > HAK_LARGE_MAX) {
     int e = errno;
     errno = 0;

@@ -144,6 +144,18 @@ static void c_interior_free_8(mcase_t* c) {
   announce(c, p + 8);
   free(L(p + 8));
 }
+/* realloc of a freed small block (still cached): a shrink would keep it in
+ * place and hand the caller a block that is also on a free list */
+static void c_realloc_freed(mcase_t* c) {
+  void* p = malloc(c->size);
+  void* q = malloc(c->size);
+  CHECK(p && q, "malloc");
+  announce(c, p);
+  void* again = L(p);
+  free(p);
+  free(q);
+  sink = realloc(again, c->size / 2);
+}
 static void c_interior_realloc(mcase_t* c) {
   char* p = malloc(c->size);
   CHECK(p, "malloc");
@@ -256,6 +268,8 @@ static mcase_t cases[] = {
     {"free in a page's colour gap", c_colour_gap, 2000, INT, ""},
     {"free past a coloured page's last block", c_colour_tail, 2000, INT, ""},
     {"free in a Large segment's colour gap", c_large_colour_gap, 300000, INT, ""},
+    {"realloc after free tiny", c_realloc_freed, 200, {"after free", NULL, NULL}, ""},
+    {"realloc after free mid", c_realloc_freed, 20000, {"after free", NULL, NULL}, ""},
     {"interior realloc tiny", c_interior_realloc, 200, INT, ""},
     {"interior realloc mid", c_interior_realloc, 30000, INT, ""},
     {"interior realloc large", c_interior_realloc, 500000, INT, ""},
