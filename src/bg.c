@@ -26,7 +26,7 @@ static void* bg_main(void* arg) {
     struct timespec ts = {(time_t)(step / 1000000000ull), (long)(step % 1000000000ull)};
     nanosleep(&ts, NULL);
     uint64_t now = hak__os_now_ns();
-    hak__maintenance_run(now);
+    if (hak__opt.bg) hak__maintenance_run(now);     /* HAKMEM_BG=0 HAKMEM_LEARN=1: the learner only */
     if (hak__learner_step) hak__learner_step(now);
   }
   return NULL;

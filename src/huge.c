@@ -82,10 +82,11 @@ static void huge_note_peak(size_t live) {
 //! stays within that recent peak; runs left idle still go after the decay
 //! time, and an older peak is forgotten.
 static size_t bc_budget(uint64_t now) {
+  if (hak__opt.keep) return SIZE_MAX / 2;      /* HAKMEM_KEEP: only a full slot table evicts */
   size_t fixed = (size_t)hak__opt.huge_cache_mb << 20;
   size_t live = atomic_load_explicit(&huge_live, memory_order_relaxed);
   size_t peak = atomic_load_explicit(&huge_peak, memory_order_relaxed);
-  if (now - atomic_load_explicit(&huge_peak_ns, memory_order_relaxed) > (uint64_t)hak__opt.huge_decay_ms * 1000000ull) {
+  if ((int64_t)(now - atomic_load_explicit(&huge_peak_ns, memory_order_relaxed)) > (int64_t)hak__opt.huge_decay_ms * 1000000ll) {
     atomic_store_explicit(&huge_peak_prev, peak, memory_order_relaxed);   /* a new window */
     atomic_store_explicit(&huge_peak, peak = live, memory_order_relaxed);
     atomic_store_explicit(&huge_peak_ns, now, memory_order_relaxed);
@@ -208,7 +209,8 @@ static int bc_evict_locked(size_t need, uint64_t now, int all, bc_victim_t* out)
   uint64_t decay = (uint64_t)hak__opt.huge_decay_ms * 1000000ull;
   int k = 0;
   for (int i = 0; i < bc_n;) {
-    if (all || now - bc[i].t_ns > decay) {
+    /* signed: an entry stamped after now was read (another thread's) is young */
+    if (all || (!hak__opt.keep && (int64_t)(now - bc[i].t_ns) > (int64_t)decay)) {
       bc_unreg(&bc[i]);
       out[k++] = (bc_victim_t){bc[i].base, bc[i].size};
       bc_remove(i);

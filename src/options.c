@@ -29,7 +29,7 @@ static const opt_def_t opt_table[] = {
   {"HAKMEM_STATS",              OPT_INT, O(stats),              0, 0, 1, 0, "print the stats table to stderr at exit"},
   {"HAKMEM_SECURE",             OPT_INT, O(secure), HAK_SECURE_DEFAULT, 0, 1, 0, "hardened mode: trailers, poisoned delayed reuse, guard pages, encoded free-list links"},
   {"HAKMEM_VALGRIND",           OPT_INT, O(valgrind),           0, 0, 1, 0, "under valgrind: memcheck sees hakmem's blocks (leaks, use after free)"},
-  {"HAKMEM_KEEP",               OPT_INT, O(keep),               0, 0, 1, 0, "never return cached memory to the OS"},
+  {"HAKMEM_KEEP",               OPT_INT, O(keep),               0, 0, 1, 0, "never return cached memory to the OS (huge: but for a full slot table)"},
   {"HAKMEM_BG",                 OPT_INT, O(bg),                 1, 0, 1, 0, "background thread that returns idle memory (decay)"},
   {"HAKMEM_THP",                OPT_INT, O(thp),                0, 0, 1, 0, "transparent huge pages for huge blocks"},
   {"HAKMEM_POOL_REFILL_BATCH",  OPT_INT, O(pool_refill_batch),  2, 1, 4, 0, "fresh pages taken per refill (phase 6.25)"},
@@ -80,7 +80,12 @@ static int opt_parse_num(const char* s, int is_int, double* out) {
   char* end;
   errno = 0;
   if (is_int) {
-    long long v = strtoll(s, &end, 0);
+    /* decimal, or hex with 0x: base 0 read "0250" as octal 168 */
+    const char* t = s;
+    while (*t == ' ' || *t == '\t') t++;
+    if (*t == '+' || *t == '-') t++;
+    int hex = t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
+    long long v = strtoll(s, &end, hex ? 16 : 10);
     if (errno || end == s) return 0;
     *out = (double)v;
   } else {
@@ -123,13 +128,18 @@ static const opt_def_t* opt_of(size_t off) {
   return NULL;
 }
 
-//! A floor set above its ceiling (int fields): one warning naming both,
-//! and both take their defaults.
+//! A floor above its ceiling (int fields).  Only one of them set: the
+//! other follows it (a ceiling of 4 under the default floor of 8 means 4,
+//! not the defaults).  Both set: one warning naming both, and both take
+//! their defaults.
 static void opt_check_range(size_t lo_off, size_t hi_off) {
   const opt_def_t* lo = opt_of(lo_off);
   const opt_def_t* hi = opt_of(hi_off);
   int l = *(const int*)((const char*)&hak__opt + lo_off), h = *(const int*)((const char*)&hak__opt + hi_off);
   if (l <= h) return;
+  int lo_set = secure_getenv(lo->name) != NULL, hi_set = secure_getenv(hi->name) != NULL;
+  if (hi_set && !lo_set) { opt_store(lo, h); return; }
+  if (lo_set && !hi_set) { opt_store(hi, l); return; }
   opt_say("hakmem: %s=%d is above %s=%d; using %.0f and %.0f\n", lo->name, l, hi->name, h, lo->def, hi->def);
   opt_store(lo, lo->def);
   opt_store(hi, hi->def);
@@ -144,7 +154,7 @@ void hak__options_init(void) {
       char* dst = base + d->off;
       size_t cap = (size_t)d->hi;
       strncpy(dst, d->sdef, cap - 1);
-      const char* s = getenv(d->name);
+      const char* s = secure_getenv(d->name);
       if (!s) continue;
       if (strlen(s) >= cap) {
         opt_say("hakmem: %s='%.64s...' is too long (at most %zu characters); using '%s'\n",
@@ -166,7 +176,7 @@ void hak__options_init(void) {
       continue;
     }
     opt_store(d, d->def);
-    const char* s = getenv(d->name);
+    const char* s = secure_getenv(d->name);
     if (!s) continue;
     double v;
     int is_int = d->type == OPT_INT;

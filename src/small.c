@@ -146,7 +146,7 @@ void hak__maintenance_run(uint64_t now) {
   hak__small_released_add(hak__page_warm_decay(now > decay ? now - decay : 0));
   hak__page_tails_trim(now);
   hak__l25_decay(now);
-  hak__huge_trim(0);
+  if (!hak__opt.keep) hak__huge_trim(0);
 }
 
 static void* small_central_pop_once(hak_heap_t* h, unsigned cls, uint32_t max, uint32_t* got, void** last,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 static const char* const thread_stat_names[HAK_TS_COUNT] = {
 #define X(n) #n,
@@ -126,7 +127,8 @@ void hak__stats_live(uint64_t bytes[HAK_LAYER_COUNT], uint64_t* huge_blocks) {
   if (!t) return;
   hak__stats_sum(t);
   for (int c = 0; c < HAK_STAT_HUGE; c++) {
-    uint64_t a = t->c[HAK_CS_alloc][c], f = t->c[HAK_CS_free][c];   /* racing reads: f may pass a */
+    /* a free to the owner's inbox counts as a remote free only */
+    uint64_t a = t->c[HAK_CS_alloc][c], f = t->c[HAK_CS_free][c] + t->c[HAK_CS_remote_free][c];   /* racing reads: f may pass a */
     uint64_t size = c < HAK_SMALL_CLASSES ? hak__class_size[c] : hak__large_size[c - HAK_STAT_LARGE0];
     if (a > f) bytes[stats_layer_of(c)] += (a - f) * size;
   }
@@ -210,16 +212,27 @@ HAK_API void hak_stats_print_json(FILE* f) {
 }
 
 static int stats_fd = -1;
+static struct stat stats_fd_st;
 
 //! Keeps a private copy of stderr: programs such as coreutils close
 //! stderr in their own atexit handlers, before the table is printed.
 void hak__stats_init(void) {
-  if (hak__opt.stats) stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (!hak__opt.stats) return;
+  stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (stats_fd >= 0 && fstat(stats_fd, &stats_fd_st) != 0) stats_fd = -1;
+}
+
+//! Whether the copy is still ours: a program may close every descriptor
+//! above 2 and open its own files, one of which then has our number.
+static int stats_fd_ours(void) {
+  struct stat st;
+  return stats_fd >= 0 && fstat(stats_fd, &st) == 0 && st.st_dev == stats_fd_st.st_dev &&
+         st.st_ino == stats_fd_st.st_ino;
 }
 
 void hak__stats_at_exit(void) {
   if (!hak__opt.stats) return;
-  FILE* f = stats_fd >= 0 ? fdopen(stats_fd, "w") : NULL;
+  FILE* f = stats_fd_ours() ? fdopen(stats_fd, "w") : NULL;
   hak_stats_print(f ? f : stderr);
   if (f) fclose(f);
   stats_fd = -1;

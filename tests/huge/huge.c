@@ -271,13 +271,37 @@ static void test_threads_churn(void) {
   CHECK(c[0].ops > 0 && c[1].ops > 0, "a churn thread did nothing");
 }
 
-int main(void) {
+/* HAKMEM_KEEP=1 (never give cached memory back): idle huge runs stay past
+ * the decay time (child: a freed 8 MiB run, then four decay times). */
+static int keep_child(void) {
+  size_t base = huge_stats().bytes_mapped;
+  void* p = malloc(8 * MiB);
+  if (!p) return 2;
+  memset(p, 1, 8 * MiB);
+  free(p);
+  usleep(4 * 100 * 1000);
+  return huge_stats().bytes_mapped >= base + 8 * MiB ? 0 : 1;
+}
+static void test_keep(void) {
+  hk_child_t* c = malloc(sizeof *c);
+  CHECK(c, "malloc");
+  const char* env[] = {"HAKMEM_KEEP=1", "HAKMEM_HUGE_DECAY_MS=100", NULL};
+  hk_exec_self("keep-child", env, 0, c);
+  CHECK(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0,
+        "HAKMEM_KEEP=1: an idle cached huge run was unmapped after the decay time (child %s)",
+        hk_status_str(c->status));
+  free(c);
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && !strcmp(argv[1], "keep-child")) return keep_child();
   hk_begin("huge", 120);
   HK_STEP(test_reuse_in_place());
   HK_STEP(test_compose());
   HK_STEP(test_calloc_large_reuse());
   HK_STEP(test_budget_and_decay());
   HK_STEP(test_threads_churn());
+  HK_STEP(test_keep());
   printf("huge: ok\n");
   return 0;
 }

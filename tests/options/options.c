@@ -8,7 +8,9 @@
  *  - every option listed by VERBOSE, set to garbage, either warns once and
  *    keeps its default or (a string option) is taken as is;
  *  - HAKMEM_STATS=1 prints the table at exit: a first line starting
- *    "hakmem stats", rows tiny, mid, large, huge and total;
+ *    "hakmem stats", rows tiny, mid, large, huge and total; on stderr even
+ *    when the program has reopened hakmem's copy's descriptor number;
+ *  - integers are decimal or 0x hex; a ceiling set alone pulls its floor;
  *  - options set with setenv after init have no effect (read once). */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -129,6 +131,28 @@ static void test_bad_values(void) {
     CHECK(verbose_value(pairs[i].lo, v, sizeof v) && !strcmp(v, pairs[i].lo_def), "%s: effective '%s'", lo, v);
     CHECK(verbose_value(pairs[i].hi, v, sizeof v) && !strcmp(v, pairs[i].hi_def), "%s: effective '%s'", hi, v);
   }
+  /* only the ceiling set, below the default floor: the floor follows it */
+  {
+    const char* env[] = {"HAKMEM_CAP_MAX_MID=4", "HAKMEM_VERBOSE=1", NULL};
+    char v[128];
+    run(env);
+    expect_ok_run("HAKMEM_CAP_MAX_MID=4");
+    CHECK(hk_count_lines(C->err, "hakmem: ", NULL, NULL) == 0, "HAKMEM_CAP_MAX_MID=4 warned; stderr:\n%s", C->err);
+    CHECK(verbose_value("HAKMEM_CAP_MAX_MID", v, sizeof v) && !strcmp(v, "4"), "CAP_MAX_MID=4: effective '%s'", v);
+    CHECK(verbose_value("HAKMEM_CAP_MIN_MID", v, sizeof v) && !strcmp(v, "4"), "CAP_MIN_MID: effective '%s', not 4", v);
+  }
+  /* integers are decimal (a leading zero is not octal), or hex with 0x */
+  static const struct { const char *set, *want; } nums[] = {
+      {"HAKMEM_DECAY_MS=0250", "250"}, {"HAKMEM_DECAY_MS=0800", "800"}, {"HAKMEM_DECAY_MS=0x20", "32"}};
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    const char* env[] = {nums[i].set, "HAKMEM_VERBOSE=1", NULL};
+    char v[128];
+    run(env);
+    expect_ok_run(nums[i].set);
+    CHECK(hk_count_lines(C->err, "hakmem: ", NULL, NULL) == 0, "%s warned; stderr:\n%s", nums[i].set, C->err);
+    CHECK(verbose_value("HAKMEM_DECAY_MS", v, sizeof v) && !strcmp(v, nums[i].want), "%s: effective '%s', want %s",
+          nums[i].set, v, nums[i].want);
+  }
   /* good values: no warning, and they take effect */
   for (int good = 1; good <= 4; good++) {
     char var[64];
@@ -232,6 +256,38 @@ static void test_stats_table(void) {
         "HAKMEM_STATS=yes-please: expected one warning line; stderr:\n%s", C->err);
 }
 
+/* A program that closes every descriptor above 2 and opens a file of its
+ * own (a shell's exec 3>file, a daemon): the stats table must not go into
+ * that file, which now has the number of hakmem's copy of stderr. */
+static int fd_child_main(void) {
+  void* p = malloc(100);
+  free(p);
+  for (int fd = 3; fd < 1024; fd++) close(fd);
+  const char* path = getenv("HK_FDFILE");
+  int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+  if (fd < 0 || write(fd, "user-data\n", 10) != 10) return 1;
+  return child_main();
+}
+
+static void test_stats_fd_reused(void) {
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/hk_options_fd_%d", (int)getpid());
+  char var[96];
+  snprintf(var, sizeof var, "HK_FDFILE=%s", path);
+  const char* env[] = {"HAKMEM_STATS=1", var, NULL};
+  run_mode("fd-child", env);
+  expect_ok_run("HAKMEM_STATS=1 with fd 3 reopened by the program");
+  char buf[4096] = "";
+  int fd = open(path, O_RDONLY);
+  CHECK(fd >= 0, "open %s", path);
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  unlink(path);
+  CHECK(n == 10 && !strcmp(buf, "user-data\n"), "the program's own file holds %zd bytes, not just its line:\n%s", n,
+        buf);
+  CHECK(strstr(C->err, "hakmem stats") != NULL, "the stats table is not on stderr:\n%s", C->err);
+}
+
 /* Options are read once, at init: setting them later changes nothing. */
 static int late_child_main(void) {
   void* p = malloc(100);
@@ -252,6 +308,7 @@ static void test_read_once(void) {
 int main(int argc, char** argv) {
   if (argc > 1 && !strcmp(argv[1], "child")) return child_main();
   if (argc > 1 && !strcmp(argv[1], "late-child")) return late_child_main();
+  if (argc > 1 && !strcmp(argv[1], "fd-child")) return fd_child_main();
   hk_begin("options/options", 55);
   /* a garbage string option that names a file (a log path) must not land in the repo */
   CHECK(chdir("/tmp") == 0, "chdir /tmp");
@@ -260,6 +317,7 @@ int main(int argc, char** argv) {
   test_bad_values();
   test_verbose_and_every_option();
   test_stats_table();
+  test_stats_fd_reused();
   test_read_once();
   free(C);
   printf("options: ok\n");
