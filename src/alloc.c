@@ -127,10 +127,14 @@ static void free_generic(void* p) {
   }
   if (kind == HAK_SEG_LARGE) {
     hak_heap_t* h = hak__heap_get();
-    if (hak_unlikely(hak__opt.secure) && h) {
+    if (hak_unlikely(hak__opt.secure)) {
       hak__l25_usable(p);                       /* aborts unless a live Large block */
-      if (((uintptr_t*)p)[1] == (hak__cookie ^ a)) hak__misuse("double free", p, -1);  /* quarantined */
-      hak__secure_free(h, p);
+      if (((uintptr_t*)p)[1] == (hak__cookie ^ a))  /* quarantined */
+        hak__misuse("double free", p, HAK_STAT_LARGE0 + hak__l25_block_class(p));
+      if (h) { hak__secure_free(h, p); return; }
+      h = hak__global_heap_lock();              /* a thread past teardown: checked all the same */
+      if (h) hak__secure_free(h, p);
+      hak__global_heap_unlock();
       return;
     }
     if (hak_likely(h != NULL)) { hak__l25_free(h, p); return; }
@@ -167,8 +171,11 @@ HAK_API void hak_free(void* p) { hak__free_fast(p); }
 HAK_API void* hak_calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
-  if (total > HAK_LARGE_MAX)
+  if (total > HAK_LARGE_MAX) {
+    /* the options first: this branch may be the process's first call */
+    if (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__init();
     return hak_unlikely(hak__opt.valgrind) ? hak__vg_alloc(hak__heap_get(), total, 0, 1) : hak__huge_alloc(total, 0, 1);
+  }
   void* p = hak__malloc_fast(total);
   if (p) memset(p, 0, total);
   return p;
@@ -195,6 +202,7 @@ HAK_INLINE size_t usable_quick(const void* p) {
     if (atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
         !hak__div_is_start(hak__class_div[c], a, t->ccolor))
       return 0;
+    if (((const uintptr_t*)p)[1] == (hak__cookie ^ a)) return 0;   /* freed: the checked path says so */
     return hak__class_size[c];
   }
   return kind == HAK_SEG_LARGE ? hak__l25_usable_quick(p) : 0;

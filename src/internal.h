@@ -457,6 +457,7 @@ void*  hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow);
 void*  hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align);   /* align > 64 */
 void   hak__l25_free(hak_heap_t* h, void* p);
 size_t hak__l25_usable(const void* p);        /* 0 if p is not a live Large block */
+int    hak__l25_block_class(const void* p);   /* its Large class, or -1 (messages, link checks) */
 int    hak__l25_owns(const void* p);
 size_t hak__l25_trim(unsigned keep);
 void   hak__l25_flush(hak_heap_t* h);

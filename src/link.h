@@ -37,7 +37,6 @@ int   hak__link_valid(uintptr_t p, int cls);   /* p is a free block of class cls
 void* hak__link_get_secure(const void* slot, int cls);
 int   hak__block_class(const void* p);         /* stats class of a block, or -1 */
 int   hak__l25_link_ok(const void* p, unsigned lcls);   /* l25.c: a free block of Large class lcls */
-int   hak__l25_block_class(const void* p);               /* l25.c: its Large class, or -1 */
 __attribute__((noreturn, cold)) void hak__link_corrupt(const void* slot, int cls);
 __attribute__((noreturn, cold)) void hak__link_loop(const void* p, int cls);
 

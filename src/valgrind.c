@@ -117,6 +117,7 @@ void hak__vg_hide_heap(hak_heap_t* h) {
   VALGRIND_MAKE_MEM_NOACCESS(h->bins, sizeof h->bins);
   VALGRIND_MAKE_MEM_NOACCESS(h->large, sizeof h->large);
   VALGRIND_MAKE_MEM_NOACCESS(h->pages, sizeof h->pages);
+  VALGRIND_MAKE_MEM_NOACCESS(h->aux, sizeof h->aux);   /* its noted tails and cuts would keep leaks reachable */
 }
 
 //! Size of hakmem block p; aborts (what) on a pointer hakmem did not hand out.
@@ -127,10 +128,11 @@ static size_t vg_block_size(const void* p, const char* what) {
   hak__misuse(what, p, -1);
 }
 
-//! The class of p for messages (small and huge; -1 otherwise).
+//! The class of p for messages (-1: not a block of ours).
 static int vg_cls(const void* p) {
   int kind = hak__seg_kind((uintptr_t)p);
   if (kind == HAK_SEG_SMALL) return hak__page_of((uintptr_t)p)->cls;
+  if (kind == HAK_SEG_LARGE && hak__l25_block_class(p) >= 0) return HAK_STAT_LARGE0 + hak__l25_block_class(p);
   return kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR ? HAK_STAT_HUGE : -1;
 }
 

@@ -156,6 +156,17 @@ static void c_realloc_freed(mcase_t* c) {
   free(q);
   sink = realloc(again, c->size / 2);
 }
+/* the same, to the same size: realloc's quick in-place check */
+static void c_realloc_freed_same(mcase_t* c) {
+  void* p = malloc(c->size);
+  void* q = malloc(c->size);
+  CHECK(p && q, "malloc");
+  announce(c, p);
+  void* again = L(p);
+  free(p);
+  free(q);
+  sink = realloc(again, c->size);
+}
 static void c_interior_realloc(mcase_t* c) {
   char* p = malloc(c->size);
   CHECK(p, "malloc");
@@ -270,6 +281,8 @@ static mcase_t cases[] = {
     {"free in a Large segment's colour gap", c_large_colour_gap, 300000, INT, ""},
     {"realloc after free tiny", c_realloc_freed, 200, {"after free", NULL, NULL}, ""},
     {"realloc after free mid", c_realloc_freed, 20000, {"after free", NULL, NULL}, ""},
+    {"realloc after free tiny, same size", c_realloc_freed_same, 24, {"after free", NULL, NULL}, ""},
+    {"realloc after free mid, same size", c_realloc_freed_same, 20000, {"after free", NULL, NULL}, ""},
     {"interior realloc tiny", c_interior_realloc, 200, INT, ""},
     {"interior realloc mid", c_interior_realloc, 30000, INT, ""},
     {"interior realloc large", c_interior_realloc, 500000, INT, ""},

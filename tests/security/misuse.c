@@ -337,6 +337,28 @@ static int c_link_central(void) {
   return drain_for(64, NULL);
 }
 
+/* A Large block freed, then freed again by a pthread-key destructor that
+ * runs after hakmem's own thread teardown (the shared heap's path): secure
+ * mode checked only threads with a heap of their own, and took the block
+ * waiting in the quarantine as live (one block handed out twice). */
+static pthread_key_t dt_key;
+static void dt_dtor(void* v) { w_free(v); }
+static void* dt_thread(void* p) {
+  w_free(must(w_malloc(100)));      /* a heap of its own, torn down before dt_dtor runs */
+  pthread_setspecific(dt_key, p);
+  return NULL;
+}
+static int c_double_large_teardown(void) {
+  void* p = must(w_malloc(300000));
+  say_ptr(p);
+  pthread_key_create(&dt_key, dt_dtor);
+  w_free(p);
+  pthread_t t;
+  pthread_create(&t, NULL, dt_thread, p);
+  pthread_join(t, NULL);
+  return EX_MISSED;
+}
+
 /* ---- other entry points with foreign pointers ---- */
 static int c_realloc_invalid(void) { char buf[64]; say_ptr(buf); void* r = A_REALLOC(buf, 100); (void)r; return EX_MISSED; }
 static int c_realloc_after_free(void) {
@@ -375,6 +397,7 @@ static const case_t cases[] = {
   {"double-free/mid", c_double_mid, 1, {"double free", 0}, 1, 0},
   {"double-free/large", c_double_large, 1, {"double free", 0}, 0, 0},
   {"double-free/huge", c_double_huge, 1, {"double free", "invalid", 0}, 0, 0},
+  {"double-free/large-teardown", c_double_large_teardown, 1, {"double free", 0}, 0, 0},
   {"double-free/delayed", c_double_delayed, 0, {0}, 0, 0},
   {"double-free/after-churn", c_double_after_churn, 0, {0}, 0, 0},
   {"double-free/after-realloc", c_double_realloc, 0, {0}, 0, 0},
