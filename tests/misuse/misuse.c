@@ -144,9 +144,10 @@ static void c_interior_free_8(mcase_t* c) {
   announce(c, p + 8);
   free(L(p + 8));
 }
-/* realloc of a freed small block (still cached): a shrink would keep it in
- * place and hand the caller a block that is also on a free list */
-static void c_realloc_freed(mcase_t* c) {
+/* realloc of a freed small block (still cached): kept in place (a shrink,
+ * or the same size through realloc's quick check) it would be the caller's
+ * and on a free list at once */
+static void realloc_freed(mcase_t* c, size_t n) {
   void* p = malloc(c->size);
   void* q = malloc(c->size);
   CHECK(p && q, "malloc");
@@ -154,19 +155,10 @@ static void c_realloc_freed(mcase_t* c) {
   void* again = L(p);
   free(p);
   free(q);
-  sink = realloc(again, c->size / 2);
+  sink = realloc(again, n);
 }
-/* the same, to the same size: realloc's quick in-place check */
-static void c_realloc_freed_same(mcase_t* c) {
-  void* p = malloc(c->size);
-  void* q = malloc(c->size);
-  CHECK(p && q, "malloc");
-  announce(c, p);
-  void* again = L(p);
-  free(p);
-  free(q);
-  sink = realloc(again, c->size);
-}
+static void c_realloc_freed(mcase_t* c) { realloc_freed(c, c->size / 2); }
+static void c_realloc_freed_same(mcase_t* c) { realloc_freed(c, c->size); }
 static void c_interior_realloc(mcase_t* c) {
   char* p = malloc(c->size);
   CHECK(p, "malloc");
