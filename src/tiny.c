@@ -190,11 +190,45 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
 }
 
 #define BIN_ALIGNED_SCAN 32   /* list blocks an aligned request looks at */
+#define BIN_ALIGNED_POP  64   /* and central blocks, when those miss */
+
+//! Takes a block aligned to align out of a chain of n blocks (the inbox, a
+//! central batch) and puts the others on top of the list; NULL if none is.
+static void* bin_aligned_from(hak_heap_t* h, unsigned cls, PoolTLSBin* b, void* chain, uint32_t n, size_t align) {
+  void *p = NULL, *before = NULL, *last = NULL;
+  uint32_t k = 0;
+  for (void* r = chain; r && k < n; r = hak__link_get(r, (int)cls), k++) {
+    if (!p && ((uintptr_t)r & (align - 1)) == 0) {
+      p = r;
+      before = last;
+    }
+    last = r;
+  }
+  if (p) {
+    void* next = hak__link_get(p, (int)cls);
+    if (before) hak__link_set(before, next);
+    else chain = next;
+    if (last == p) last = before;
+    hak__take(p);
+    n--;
+  }
+  if (n) {
+    uint32_t count = hak__bin_count(b);
+    hak__link_set(last, b->head);
+    b->head = chain;
+    hak__bin_count_set(b, count + n);
+    bin_forget_cuts(&h->aux[cls]);
+  }
+  return p;
+}
 
 //! A block of class cls aligned to align, a power of two above 64 that
 //! divides the class size: an aligned one among the list's first blocks
-//! (one freed and asked for again), else a block carved from a page whose
-//! colour gives aligned blocks (hak__small_carve_aligned).
+//! (one freed and asked for again), else in the inbox or a central batch
+//! (blocks another thread freed: a producer of aligned buffers whose
+//! consumer frees them took fresh pages for every one, 823 MB of RSS for
+//! 187 KB live), else a block carved from a page whose colour gives
+//! aligned blocks (hak__small_carve_aligned).
 void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t align) {
   PoolTLSBin* b = hak__bin(h, cls);
   void* p = b->head;
@@ -217,7 +251,12 @@ void* hak__bin_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
       bin_forget_cuts(&h->aux[cls]);       /* places below prev moved */
     }
   } else {
-    p = (void*)hak__small_carve_aligned(h, cls, align);
+    uint32_t n;
+    void* chain = hak__drain_remote_lockfree(h, cls, &n);
+    p = chain ? bin_aligned_from(h, cls, b, chain, n, align) : NULL;
+    if (!p && (chain = hak__small_central_pop(h, cls, BIN_ALIGNED_POP, &n, NULL)) != NULL)
+      p = bin_aligned_from(h, cls, b, chain, n, align);
+    if (!p) p = (void*)hak__small_carve_aligned(h, cls, align);
     if (!p) { errno = ENOMEM; return NULL; }
     HAK_BUMP(b->off, (uint64_t)-1);      /* an alloc the list did not count: allocs = fmax - off */
   }

@@ -6,6 +6,9 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
 #include "hk_test.h"
 
 static const size_t sizes[] = {
@@ -213,6 +216,61 @@ static void test_fundamental_alignment(void) {
   while (k > 0) free(keep[--k]);
 }
 
+/* Aligned blocks made by one thread and freed by another (a producer of
+ * aligned buffers): the frees reach the producer through the inbox and the
+ * central lists, not its own list, and must be reused from there.  Before,
+ * every request took a fresh page: 823 MB of RSS for 187 KB live. */
+enum { AQ = 64 };
+static void* aq_ring[AQ];
+static _Atomic unsigned long aq_head, aq_tail;
+static _Atomic int aq_stop;
+static void* aq_consumer(void* arg) {
+  (void)arg;
+  for (;;) {
+    unsigned long t = atomic_load(&aq_tail);
+    if (t == atomic_load(&aq_head)) {
+      if (atomic_load(&aq_stop)) break;
+      sched_yield();
+      continue;
+    }
+    void* p = aq_ring[t % AQ];
+    atomic_store(&aq_tail, t + 1);
+    free(p);
+  }
+  return NULL;
+}
+static void test_aligned_remote_reuse(void) {
+  static const size_t cases[][2] = {{3000, 1024}, {256, 256}, {4096, 4096}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    size_t n = cases[c][0], align = cases[c][1];
+    hak_trim();
+    hak_stats_t s0, s1;
+    hak_stats_get(&s0);
+    atomic_store(&aq_head, 0);
+    atomic_store(&aq_tail, 0);
+    atomic_store(&aq_stop, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, aq_consumer, NULL) == 0, "pthread_create");
+    for (int i = 0; i < 20000; i++) {
+      while (atomic_load(&aq_head) - atomic_load(&aq_tail) >= AQ) sched_yield();
+      void* p = NULL;
+      CHECK(posix_memalign(&p, align, n) == 0 && p, "posix_memalign(%zu, %zu)", align, n);
+      use_block(p, align, n, "posix_memalign");
+      aq_ring[atomic_load(&aq_head) % AQ] = p;
+      atomic_fetch_add(&aq_head, 1);
+    }
+    atomic_store(&aq_stop, 1);
+    pthread_join(t, NULL);
+    hak_stats_get(&s1);
+    unsigned long long fresh = 0;
+    for (int l = HAK_LAYER_TINY; l <= HAK_LAYER_MID; l++) fresh += s1.layer[l].misses - s0.layer[l].misses;
+    INFO("%zu-byte blocks aligned to %zu, 20000 through a queue of %d: %llu fresh pages", n, align, AQ, fresh);
+    /* 64 live blocks: a few pages; before, about one fresh page per block */
+    CHECK(fresh < 200, "aligned blocks freed by another thread are not reused: %llu fresh pages for 20000 blocks",
+          fresh);
+  }
+}
+
 int main(void) {
   hk_begin("api/align", 50);
   HK_STEP(test_zero_size_far());        /* first: it needs the process's first segments */
@@ -221,6 +279,7 @@ int main(void) {
   HK_STEP(test_valloc_pvalloc());
   HK_STEP(test_fundamental_alignment());
   HK_STEP(test_all_alignments());
+  HK_STEP(test_aligned_remote_reuse());
   printf("api/align: ok\n");
   return 0;
 }
