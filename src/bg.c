@@ -52,7 +52,16 @@ void hak__bg_kick_slow(void) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  if (pthread_create(&t, &at, bg_main, NULL) == 0) {
+  /* a program with a large static TLS (its block sits on each thread's
+   * stack) needs more than 256 KiB: then the default size */
+  int r = pthread_create(&t, &at, bg_main, NULL);
+  if (r != 0) {
+    pthread_attr_destroy(&at);
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    r = pthread_create(&t, &at, bg_main, NULL);
+  }
+  if (r == 0) {
     atomic_store(&hak__bg_state, 1);
     pthread_setname_np(t, "hakmem-bg");
   }

@@ -477,6 +477,18 @@ size_t hak__huge_live_bytes(void);                   /* runs of live huge blocks
 void   hak__maintenance_tick(void);
 void   hak__l25_decay(uint64_t now_ns);
 void   hak__maintenance_run(uint64_t now_ns);
+/* Decay windows with no pop after which a class's CAP no longer holds: a
+ * program that used every class and then went quiet kept CAP pages of each
+ * (16 + 4 a small class, 4 MiB a Large one: 107 MB with nothing live) */
+#define HAK_IDLE_DEEP_WINDOWS 4
+//! The pages (small) or blocks (Large) an idle class keeps: CAP, or none
+//! once it has been idle HAK_IDLE_DEEP_WINDOWS windows.  *since is the
+//! start of its idle time, 0 while it is in use.
+HAK_INLINE uint32_t hak__idle_keep(_Atomic uint64_t* since, uint64_t now, uint32_t cap) {
+  uint64_t s = atomic_load_explicit(since, memory_order_relaxed);
+  if (!s) atomic_store_explicit(since, s = now, memory_order_relaxed);
+  return now - s >= (uint64_t)HAK_IDLE_DEEP_WINDOWS * (uint64_t)hak__opt.decay_ms * 1000000ull ? 0 : cap;
+}
 void   hak__bg_kick_slow(void);
 extern __thread unsigned hak__bg_hold;   /* bg.c: a shared lock is held, no thread start */
 void   hak__bg_fork_child(void);

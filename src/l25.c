@@ -307,11 +307,15 @@ void hak__l25_decay(uint64_t now) {
   uint64_t start = atomic_load_explicit(&l25_win_ns, memory_order_relaxed);
   int window = now - start >= (uint64_t)hak__opt.decay_ms * 1000000ull &&
                atomic_compare_exchange_strong(&l25_win_ns, &start, now);
+  static _Atomic uint64_t idle_since[HAK_LARGE_CLASSES];   /* upkeep (a tick and the bg thread may overlap) */
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
     int64_t count = atomic_load_explicit(&l25_hot[c].count, memory_order_relaxed);
     uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + c);
     int popped = atomic_exchange_explicit(&l25_popped[c], 0, memory_order_relaxed);
-    if (count > (int64_t)cap && !popped) l25_trim_class(NULL, c, cap);
+    uint32_t keep = cap;
+    if (popped) atomic_store_explicit(&idle_since[c], 0, memory_order_relaxed);
+    else keep = hak__idle_keep(&idle_since[c], now, cap);
+    if (count > (int64_t)keep && !popped) l25_trim_class(NULL, c, keep);
     else if (window) {
       int64_t low = atomic_load_explicit(&l25_low[c], memory_order_relaxed);
       if (low > count) low = count;

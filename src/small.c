@@ -124,13 +124,15 @@ void hak__maintenance_tick(void) {
 //! go warm, and to the OS a decay window later unless another class takes
 //! them first: a program whose sizes change round after round (bench/shift)
 //! left each size idle for a tick, and refaulted 600-1100 pages a second.
-static void small_idle_scavenge(unsigned cls) {
+static _Atomic uint64_t scav_idle_since[HAK_SMALL_CLASSES];   /* upkeep (a tick and the bg thread may overlap) */
+static void small_idle_scavenge(unsigned cls, uint64_t now) {
   int popped = atomic_exchange_explicit(&scav_popped[cls], 0, memory_order_relaxed);
+  if (popped) { atomic_store_explicit(&scav_idle_since[cls], 0, memory_order_relaxed); return; }
   int64_t count = (int64_t)hak__small_cached_blocks(cls);
   int64_t bpp = small_bpp(cls);
-  uint32_t cap = hak__policy_cap(cls);
-  if (popped || count <= ((int64_t)cap + 4) * bpp) return;
-  small_walk(NULL, cls, cap, 0, small_warm_ok());
+  uint32_t keep = hak__idle_keep(&scav_idle_since[cls], now, hak__policy_cap(cls));
+  if (count <= ((int64_t)keep + 4) * bpp) return;
+  small_walk(NULL, cls, keep, 0, small_warm_ok());
   atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
 }
 
@@ -139,7 +141,7 @@ void hak__maintenance_run(uint64_t now) {
   if (!hak__opt.keep)
     for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
       hak__page_orphans_age(c, now);
-      small_idle_scavenge(c);
+      small_idle_scavenge(c, now);
       small_maybe_scavenge(c, now);
     }
   uint64_t decay = (uint64_t)hak__opt.decay_ms * 1000000ull;

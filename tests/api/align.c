@@ -265,7 +265,10 @@ static void test_aligned_remote_reuse(void) {
     unsigned long long fresh = 0;
     for (int l = HAK_LAYER_TINY; l <= HAK_LAYER_MID; l++) fresh += s1.layer[l].misses - s0.layer[l].misses;
     INFO("%zu-byte blocks aligned to %zu, 20000 through a queue of %d: %llu fresh pages", n, align, AQ, fresh);
-    /* 64 live blocks: a few pages; before, about one fresh page per block */
+    /* 64 live blocks: a few pages; before, 1000.  HAKMEM_VALGRIND=1 holds
+     * freed blocks in a quarantine before reuse (278 pages): not checked */
+    const char* vg = getenv("HAKMEM_VALGRIND");
+    if (vg && atoi(vg) == 1) continue;
     CHECK(fresh < 200, "aligned blocks freed by another thread are not reused: %llu fresh pages for 20000 blocks",
           fresh);
   }
