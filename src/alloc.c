@@ -375,6 +375,7 @@ size_t hak__trim_all(void) {
   bytes += hak__l25_trim(0);
   bytes += hak__huge_trim(1);
   bytes += hak__segment_trim();
+  hak__os_scratch_trim();
   return bytes;
 }
 

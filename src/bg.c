@@ -42,10 +42,6 @@ void hak__bg_kick_slow(void) {
   int expect = 0;
   if (!atomic_compare_exchange_strong(&hak__bg_state, &expect, 2)) return;
   if (!hak__opt.bg && !hak__opt.learn) return;            /* stays 2: off */
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&at, 256 * 1024);
   pthread_t t;
   /* born with every signal blocked: the program's handlers never run on
    * it, not even before bg_main blocks them */
@@ -53,20 +49,22 @@ void hak__bg_kick_slow(void) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   /* a program with a large static TLS (its block sits on each thread's
-   * stack) needs more than 256 KiB: then the default size */
-  int r = pthread_create(&t, &at, bg_main, NULL);
-  if (r != 0) {
-    pthread_attr_destroy(&at);
+   * stack) needs more than 256 KiB: then the default size (0) */
+  static const size_t stacks[2] = {256 * 1024, 0};
+  int r = -1;
+  for (int i = 0; i < 2 && r != 0; i++) {
+    pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (stacks[i]) pthread_attr_setstacksize(&at, stacks[i]);
     r = pthread_create(&t, &at, bg_main, NULL);
+    pthread_attr_destroy(&at);
   }
   if (r == 0) {
     atomic_store(&hak__bg_state, 1);
     pthread_setname_np(t, "hakmem-bg");
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&at);
 }
 
 //! The child of fork has no background thread: start again on need.

@@ -58,6 +58,46 @@ void* hak__os_map(size_t size) {
   return p;
 }
 
+/* The scavenger's walks need arrays (chains, pages) too big for the stack
+ * now and then.  A program whose sizes change walks a class or two a round
+ * (bench/shift): a mapping per walk was 1.6 mmap and munmap pairs a round,
+ * each faulted in anew, and each munmap a TLB shootdown of the other core.
+ * So one mapping, up to SCRATCH_KEEP, waits in os_scratch for the next
+ * walk; its first line holds its size.  Walks of two classes at once: the
+ * second maps its own. */
+#define SCRATCH_HDR  64
+#define SCRATCH_KEEP ((size_t)1 << 20)
+static _Atomic(void*) os_scratch;
+
+//! A mapping of at least size usable bytes, the kept one if it is big enough.
+void* hak__os_scratch_get(size_t size) {
+  size_t need = size + SCRATCH_HDR;
+  void* m = atomic_exchange_explicit(&os_scratch, NULL, memory_order_acquire);
+  if (m && *(size_t*)m >= need) return (char*)m + SCRATCH_HDR;
+  if (m) hak__os_unmap(m, *(size_t*)m);
+  size_t len = 16384;
+  while (len < need) len *= 2;
+  m = hak__os_map(len);
+  if (!m) return NULL;
+  *(size_t*)m = len;
+  return (char*)m + SCRATCH_HDR;
+}
+
+//! Keeps p for the next walk (unmapping the one kept before), or unmaps it.
+void hak__os_scratch_put(void* p) {
+  if (!p) return;
+  void* m = (char*)p - SCRATCH_HDR;
+  if (*(size_t*)m > SCRATCH_KEEP) { hak__os_unmap(m, *(size_t*)m); return; }
+  void* old = atomic_exchange_explicit(&os_scratch, m, memory_order_acq_rel);
+  if (old) hak__os_unmap(old, *(size_t*)old);
+}
+
+//! malloc_trim and out of memory: the kept mapping goes too.
+void hak__os_scratch_trim(void) {
+  void* m = atomic_exchange_explicit(&os_scratch, NULL, memory_order_acquire);
+  if (m) hak__os_unmap(m, *(size_t*)m);
+}
+
 static _Atomic uintptr_t os_hint;   /* where the last aligned mapping began */
 
 //! Aligned mapping: first at a hint just below the last one (the kernel

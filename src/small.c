@@ -18,6 +18,8 @@ static uint32_t scav_gen[HAK_SMALL_CLASSES];           /* under scav_busy */
 static _Atomic uint64_t scav_last_ns[HAK_SMALL_CLASSES];
 static _Atomic int64_t scav_low[HAK_SMALL_CLASSES];     /* low water of the central count */
 static _Atomic int scav_popped[HAK_SMALL_CLASSES];      /* a pop or fresh pages since the last upkeep tick */
+_Static_assert(HAK_SMALL_CLASSES <= 64, "scav_over is one word");
+static _Atomic uint64_t scav_over;   /* bit c: class c's lists held more than CAP and 4 pages at a push */
 
 /* A walk that released little (under an eighth of the blocks it walked) is
  * not repeated until the lists have doubled, the keep is lowered, or its
@@ -80,6 +82,8 @@ static int small_maybe_scavenge(unsigned cls, uint64_t now) {
   int64_t bpp = small_bpp(cls);
   int64_t capb = (int64_t)hak__policy_cap(cls) * bpp;
   if (count <= capb + 4 * bpp) return 0;
+  if (!(atomic_load_explicit(&scav_over, memory_order_relaxed) >> cls & 1))
+    atomic_fetch_or_explicit(&scav_over, (uint64_t)1 << cls, memory_order_relaxed);
   if (!now) now = hak__os_now_ns();
   uint64_t start = atomic_load_explicit(&scav_last_ns[cls], memory_order_relaxed);
   if (now - start < (uint64_t)hak__opt.decay_ms * 1000000ull) return 0;
@@ -538,7 +542,7 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
   if (in_use + 16 > WHOLE_STACK) {
     w.max = (uint32_t)(in_use + 16);
     map_bytes = (size_t)w.max * (sizeof(hak_page_t*) + sizeof(uint32_t));
-    void* m = hak__os_map(map_bytes);
+    void* m = hak__os_scratch_get(map_bytes);
     if (!m) return 0;
     w.pg = m;
     w.carved = (uint32_t*)(w.pg + w.max);
@@ -569,7 +573,7 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
     atomic_fetch_sub_explicit(&small_carved_n[cls], (int64_t)hands, memory_order_relaxed);
     HAK_TSTAT(h, counted_reclaims, 1);
   }
-  if (map_bytes) hak__os_unmap(w.pg, map_bytes);
+  if (map_bytes) hak__os_scratch_put(w.pg);
   return ok;
 }
 
@@ -586,15 +590,25 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
 //! class's blocks go back to its own lists, never to their pages, so
 //! without this a program whose sizes change carved fresh pages for each
 //! new size while the old size's pages waited for their decay (peak RSS
-//! 137 MB).  After a walk that found few whole pages, the scavenger's memo
-//! keeps that class from being walked again before its lists have doubled.
+//! 137 MB).  It runs while the warm stash still holds pages too, for the
+//! classes whose pushes marked them over (scav_over): the stash hands out
+//! its last pages first, and those are the ones just freed, still in the
+//! cache.  Waiting for an empty stash took 40% of a round's pages from two
+//! rounds before (bench/shift), a memory the cache no longer held; now 5%.
+//! After a walk that found few whole pages, the scavenger's memo keeps that
+//! class from being walked again before its lists have doubled.
 void hak__small_reclaim(hak_heap_t* h, unsigned cls) {
-  if (hak__opt.keep || !small_warm_ok() || hak__page_warm_count()) return;
+  if (hak__opt.keep || !small_warm_ok()) return;
+  uint64_t over = hak__page_warm_count() ? atomic_load_explicit(&scav_over, memory_order_relaxed) : ~(uint64_t)0;
+  over &= ~((uint64_t)1 << cls);
+  if (!over) return;
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-    if (c == cls || atomic_load_explicit(&scav_busy[c], memory_order_relaxed)) continue;
+    if (!(over >> c & 1) || atomic_load_explicit(&scav_busy[c], memory_order_relaxed)) continue;
+    if (atomic_load_explicit(&scav_over, memory_order_relaxed) >> c & 1)
+      atomic_fetch_and_explicit(&scav_over, ~((uint64_t)1 << c), memory_order_relaxed);
     int64_t bpp = small_bpp(c);
-    int64_t over = (int64_t)hak__small_cached_blocks(c) - ((int64_t)hak__policy_cap(c) + 4) * bpp;
-    if (over > 0) small_walk(h, c, 0, 0, 1);
+    int64_t surplus = (int64_t)hak__small_cached_blocks(c) - ((int64_t)hak__policy_cap(c) + 4) * bpp;
+    if (surplus > 0) small_walk(h, c, 0, 0, 1);
   }
 }
 
@@ -632,7 +646,7 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
   for (unsigned s = 0; s < HAK_SHARDS; s++) all += hak__freelist_take_runs(&central[cls][s], &taken[s], &blocks);
   void* stack_runs[WALK_RUNS];
   size_t map_bytes = all > WALK_RUNS ? (size_t)all * sizeof(void*) : 0;
-  void** runs = map_bytes ? hak__os_map(map_bytes) : NULL;
+  void** runs = map_bytes ? hak__os_scratch_get(map_bytes) : NULL;
   uint32_t max = runs ? all : WALK_RUNS;     /* without memory, later chains join the last run */
   if (!runs) runs = stack_runs;
   for (unsigned s = 0; s < HAK_SHARDS; s++) hak__runs_fill(&taken[s], runs, &nrun, max);
@@ -643,7 +657,7 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
    * the decay's own walks and trim set the low water themselves */
   if (h) atomic_store_explicit(&scav_low[cls], 0, memory_order_relaxed);
   if (h && stash && !keep_pages && small_whole(h, cls, blocks, runs, nrun)) {
-    if (runs != stack_runs) hak__os_unmap(runs, map_bytes);
+    if (runs != stack_runs) hak__os_scratch_put(runs);
     m->count = 0;
     m->backoff_ns = 0;
     atomic_store(&scav_busy[cls], 0);
@@ -707,7 +721,7 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
       keep_n++;
     }
   }
-  if (runs != stack_runs) hak__os_unmap(runs, map_bytes);
+  if (runs != stack_runs) hak__os_scratch_put(runs);
   void* keep_head = NULL; void* keep_tail = NULL;
   for (int r = 2; r >= 0; r--)            /* run 0 ends up on top, lane 0 first */
     for (int l = WALK_LANES - 1; l >= 0; l--) {
