@@ -590,17 +590,17 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
 //! class's blocks go back to its own lists, never to their pages, so
 //! without this a program whose sizes change carved fresh pages for each
 //! new size while the old size's pages waited for their decay (peak RSS
-//! 137 MB).  It runs while the warm stash still holds pages too, for the
-//! classes whose pushes marked them over (scav_over): the stash hands out
-//! its last pages first, and those are the ones just freed, still in the
-//! cache.  Waiting for an empty stash took 40% of a round's pages from two
-//! rounds before (bench/shift), a memory the cache no longer held; now 5%.
+//! 137 MB).  Only the classes whose pushes marked them over (scav_over)
+//! are looked at, and not only once the warm stash is empty: the stash
+//! hands out its last pages first, and those are the ones just freed, still
+//! in the cache.  Waiting for an empty stash took 40% of a round's pages
+//! from two rounds before (bench/shift), a memory the cache no longer held;
+//! now 5%.  Looking at every class cost 400 instructions a fresh page.
 //! After a walk that found few whole pages, the scavenger's memo keeps that
 //! class from being walked again before its lists have doubled.
 void hak__small_reclaim(hak_heap_t* h, unsigned cls) {
   if (hak__opt.keep || !small_warm_ok()) return;
-  uint64_t over = hak__page_warm_count() ? atomic_load_explicit(&scav_over, memory_order_relaxed) : ~(uint64_t)0;
-  over &= ~((uint64_t)1 << cls);
+  uint64_t over = atomic_load_explicit(&scav_over, memory_order_relaxed) & ~((uint64_t)1 << cls);
   if (!over) return;
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     if (!(over >> c & 1) || atomic_load_explicit(&scav_busy[c], memory_order_relaxed)) continue;
