@@ -4,7 +4,8 @@
  * few blocks per class; the rest wait in a lock-free central "hot" list.
  * Decay trims the hot list toward CAP, and past 8 CAP + 8 a free trims it
  * to 4 CAP: blocks are decommitted (RSS back to the OS, no munmap) and wait
- * in a "cold" list. */
+ * in a "cold" list.  Wholly free segments are unmapped by trim, and by decay
+ * once their class has gone deep idle. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "policy.h"
@@ -299,15 +300,21 @@ void hak__l25_free(hak_heap_t* h, void* p) {
     l25_trim_class(h, cls, 4 * cap);
 }
 
+static void l25_unmap_idle(uint32_t deep);
+static size_t l25_reclaim(uint32_t mask, int* ran);
+
 //! Decay of the hot lists, as for small classes: each tick, an idle class
 //! (no pop since the last tick) is trimmed to CAP; at the end of each
 //! window, blocks never needed during it (the low water beyond CAP) go.
+//! A class idle for HAK_IDLE_DEEP_WINDOWS keeps nothing, and its wholly
+//! free segments are unmapped (l25_unmap_idle).
 void hak__l25_decay(uint64_t now) {
   if (hak__opt.keep) return;
   uint64_t start = atomic_load_explicit(&l25_win_ns, memory_order_relaxed);
   int window = now - start >= (uint64_t)hak__opt.decay_ms * 1000000ull &&
                atomic_compare_exchange_strong(&l25_win_ns, &start, now);
   static _Atomic uint64_t idle_since[HAK_LARGE_CLASSES];   /* upkeep (a tick and the bg thread may overlap) */
+  uint32_t deep = 0;
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
     int64_t count = atomic_load_explicit(&l25_hot[c].count, memory_order_relaxed);
     uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + c);
@@ -315,6 +322,7 @@ void hak__l25_decay(uint64_t now) {
     uint32_t keep = cap;
     if (popped) atomic_store_explicit(&idle_since[c], 0, memory_order_relaxed);
     else keep = hak__idle_keep(&idle_since[c], now, cap);
+    if (!popped && !keep) deep |= 1u << c;
     if (count > (int64_t)keep && !popped) l25_trim_class(NULL, c, keep);
     else if (window) {
       int64_t low = atomic_load_explicit(&l25_low[c], memory_order_relaxed);
@@ -323,6 +331,33 @@ void hak__l25_decay(uint64_t now) {
     }
     if (window) atomic_store_explicit(&l25_low[c], atomic_load(&l25_hot[c].count), memory_order_relaxed);
   }
+  if (deep) l25_unmap_idle(deep);
+}
+
+/* A segment serves one class, and its blocks only ever go back to their
+ * class's lists, decommitted when cold: the address space stayed mapped for
+ * good, and with it the commit charge (MAP_PRIVATE memory that was
+ * written), which under strict overcommit (vm.overcommit_memory 2) other
+ * mappings then lacked.  So a deep-idle class's wholly free segments are
+ * unmapped, as malloc_trim does: once each time its cold list has changed
+ * since the last look (a look takes and walks the class's lists). */
+static _Atomic int64_t l25_looked[HAK_LARGE_CLASSES];   /* the cold count after the last look */
+
+//! Unmaps the wholly free segments of the deep-idle classes in deep.
+static void l25_unmap_idle(uint32_t deep) {
+  uint32_t look = 0;
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    int64_t cold = atomic_load_explicit(&l25_cold[c].count, memory_order_relaxed);
+    if ((deep >> c & 1) && cold > 0 && cold != atomic_load_explicit(&l25_looked[c], memory_order_relaxed))
+      look |= 1u << c;
+  }
+  if (!look) return;
+  int ran;
+  l25_reclaim(look, &ran);
+  if (!ran) return;                        /* a carve held the lock: the next tick */
+  for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++)
+    if (look >> c & 1)
+      atomic_store_explicit(&l25_looked[c], atomic_load(&l25_cold[c].count), memory_order_relaxed);
 }
 
 size_t hak__l25_usable(const void* p) {
@@ -402,12 +437,16 @@ static void l25_sort(void* chain, unsigned cls, l25_seg_t** dead) {
   }
 }
 
-//! Unmaps Large segments whose blocks are all free in the central lists.
-static size_t l25_reclaim(void) {
+//! Unmaps the Large segments of the classes in mask whose blocks are all
+//! free in the central lists; 0 if a carve held the lock (nothing done).
+static size_t l25_reclaim(uint32_t mask, int* ran) {
   static uint32_t gen;
   l25_seg_t* dead = NULL;
+  *ran = 0;
   if (pthread_mutex_trylock(&l25_lock)) return 0;    /* a carve is mapping: not now */
+  *ran = 1;
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
+    if (!(mask >> c & 1)) continue;
     uint32_t n1, n2;
     void* hot = hak__freelist_take_all(&l25_hot[c], &n1);
     void* cold = hak__freelist_take_all(&l25_cold[c], &n2);
@@ -437,7 +476,8 @@ static size_t l25_reclaim(void) {
 size_t hak__l25_trim(unsigned keep) {
   size_t bytes = 0;
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) bytes += l25_trim_class(NULL, c, keep);
-  if (keep == 0) bytes += l25_reclaim();
+  int ran;
+  if (keep == 0) bytes += l25_reclaim(~(uint32_t)0, &ran);
   return bytes;
 }
 
