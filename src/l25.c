@@ -111,7 +111,9 @@ static void* l25_carve(unsigned cls, size_t align) {
   }
 }
 
-//! Records a pop for the decay: the low water and the idle flag.
+//! Records a pop for the decay: the low water and the idle flag.  Cold
+//! pops and carves count too: a class back in use took only cold blocks,
+//! looked idle, and decay walked its lists at every tick (l25_unmap_idle).
 static void l25_note_pop(unsigned cls) {
   int64_t now = atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed);
   if (now < atomic_load_explicit(&l25_low[cls], memory_order_relaxed))
@@ -172,6 +174,7 @@ static HAK_NOINLINE void* l25_refill(hak_heap_t* h, hak_large_bin_t* b, unsigned
     if (!p) p = l25_carve(cls, 0);
     if (!p) { errno = ENOMEM; return NULL; }
     HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
+    l25_note_pop(cls);                   /* in use: a cold pop or a carve is not idle */
   }
   return p;
 }
@@ -208,7 +211,7 @@ static void* l25_pop_aligned(hak_heap_t* h, hak_large_bin_t* b, hak_freelist_t* 
   int lc = HAK_STAT_LARGE0 + (int)cls;
   void* chain = hak__freelist_pop_lockfree(fl, HAK_LARGE_TLS_MAX, &n, h);
   if (!chain) return NULL;
-  if (fl == &l25_hot[cls]) l25_note_pop(cls);
+  l25_note_pop(cls);
   void* p = NULL;
   while (chain) {
     void* next = hak__link_get(chain, lc);
@@ -242,6 +245,7 @@ void* hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
   if (!p) {
     if (!(p = l25_carve(cls, align))) { errno = ENOMEM; return NULL; }
     HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
+    l25_note_pop(cls);
   }
   return l25_hand_out(h, cls, p, req);
 }
@@ -340,15 +344,19 @@ void hak__l25_decay(uint64_t now) {
  * written), which under strict overcommit (vm.overcommit_memory 2) other
  * mappings then lacked.  So a deep-idle class's wholly free segments are
  * unmapped, as malloc_trim does: once each time its cold list has changed
- * since the last look (a look takes and walks the class's lists). */
-static _Atomic int64_t l25_looked[HAK_LARGE_CLASSES];   /* the cold count after the last look */
+ * since the last look (a look takes and walks the class's lists; one that
+ * unmapped segments dropped their blocks, and is followed by one more). */
+static _Atomic int64_t l25_looked[HAK_LARGE_CLASSES];   /* the cold count before the last look */
 
-//! Unmaps the wholly free segments of the deep-idle classes in deep.
+//! Unmaps the wholly free segments of the deep-idle classes in deep.  The
+//! count noted is the one before the look: a trim that pushes to the cold
+//! list while the look runs changes it, and the next tick looks again.
 static void l25_unmap_idle(uint32_t deep) {
   uint32_t look = 0;
+  int64_t before[HAK_LARGE_CLASSES];
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++) {
-    int64_t cold = atomic_load_explicit(&l25_cold[c].count, memory_order_relaxed);
-    if ((deep >> c & 1) && cold > 0 && cold != atomic_load_explicit(&l25_looked[c], memory_order_relaxed))
+    before[c] = atomic_load_explicit(&l25_cold[c].count, memory_order_relaxed);
+    if ((deep >> c & 1) && before[c] > 0 && before[c] != atomic_load_explicit(&l25_looked[c], memory_order_relaxed))
       look |= 1u << c;
   }
   if (!look) return;
@@ -356,8 +364,7 @@ static void l25_unmap_idle(uint32_t deep) {
   l25_reclaim(look, &ran);
   if (!ran) return;                        /* a carve held the lock: the next tick */
   for (unsigned c = 0; c < HAK_LARGE_CLASSES; c++)
-    if (look >> c & 1)
-      atomic_store_explicit(&l25_looked[c], atomic_load(&l25_cold[c].count), memory_order_relaxed);
+    if (look >> c & 1) atomic_store_explicit(&l25_looked[c], before[c], memory_order_relaxed);
 }
 
 size_t hak__l25_usable(const void* p) {

@@ -62,40 +62,59 @@ void* hak__os_map(size_t size) {
  * now and then.  A program whose sizes change walks a class or two a round
  * (bench/shift): a mapping per walk was 1.6 mmap and munmap pairs a round,
  * each faulted in anew, and each munmap a TLB shootdown of the other core.
- * So one mapping, up to SCRATCH_KEEP, waits in os_scratch for the next
- * walk; its first line holds its size.  Walks of two classes at once: the
- * second maps its own. */
+ * So up to two mappings of at most SCRATCH_KEEP wait in os_scratch for the
+ * next walk (a walk's counted reclaim needs a second one while the walk
+ * holds the first); each one's first line holds its size.  An upkeep tick
+ * that finds them unused since the last one unmaps them: idle, a program
+ * keeps none. */
 #define SCRATCH_HDR  64
 #define SCRATCH_KEEP ((size_t)1 << 20)
-static _Atomic(void*) os_scratch;
+static _Atomic(void*) os_scratch[2];
+static _Atomic int os_scratch_used;
 
-//! A mapping of at least size usable bytes, the kept one if it is big enough.
+//! A mapping of at least size usable bytes, a kept one if it is big enough.
 void* hak__os_scratch_get(size_t size) {
   size_t need = size + SCRATCH_HDR;
-  void* m = atomic_exchange_explicit(&os_scratch, NULL, memory_order_acquire);
-  if (m && *(size_t*)m >= need) return (char*)m + SCRATCH_HDR;
-  if (m) hak__os_unmap(m, *(size_t*)m);
+  if (!atomic_load_explicit(&os_scratch_used, memory_order_relaxed))
+    atomic_store_explicit(&os_scratch_used, 1, memory_order_relaxed);
+  for (int i = 0; i < 2; i++) {
+    void* m = atomic_exchange_explicit(&os_scratch[i], NULL, memory_order_acquire);
+    if (m && *(size_t*)m >= need) return (char*)m + SCRATCH_HDR;
+    if (m) hak__os_unmap(m, *(size_t*)m);
+  }
   size_t len = 16384;
   while (len < need) len *= 2;
-  m = hak__os_map(len);
+  void* m = hak__os_map(len);
   if (!m) return NULL;
   *(size_t*)m = len;
   return (char*)m + SCRATCH_HDR;
 }
 
-//! Keeps p for the next walk (unmapping the one kept before), or unmaps it.
+//! Keeps p for the next walk in a free slot, or unmaps it.
 void hak__os_scratch_put(void* p) {
   if (!p) return;
   void* m = (char*)p - SCRATCH_HDR;
-  if (*(size_t*)m > SCRATCH_KEEP) { hak__os_unmap(m, *(size_t*)m); return; }
-  void* old = atomic_exchange_explicit(&os_scratch, m, memory_order_acq_rel);
-  if (old) hak__os_unmap(old, *(size_t*)old);
+  if (*(size_t*)m <= SCRATCH_KEEP)
+    for (int i = 0; i < 2; i++) {
+      void* none = NULL;
+      if (atomic_compare_exchange_strong_explicit(&os_scratch[i], &none, m, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+        return;
+    }
+  hak__os_unmap(m, *(size_t*)m);
 }
 
-//! malloc_trim and out of memory: the kept mapping goes too.
+//! malloc_trim and out of memory: the kept mappings go too.
 void hak__os_scratch_trim(void) {
-  void* m = atomic_exchange_explicit(&os_scratch, NULL, memory_order_acquire);
-  if (m) hak__os_unmap(m, *(size_t*)m);
+  for (int i = 0; i < 2; i++) {
+    void* m = atomic_exchange_explicit(&os_scratch[i], NULL, memory_order_acquire);
+    if (m) hak__os_unmap(m, *(size_t*)m);
+  }
+}
+
+//! Upkeep: unmaps the kept mappings if no walk took one since the last tick.
+void hak__os_scratch_decay(void) {
+  if (!atomic_exchange_explicit(&os_scratch_used, 0, memory_order_relaxed)) hak__os_scratch_trim();
 }
 
 static _Atomic uintptr_t os_hint;   /* where the last aligned mapping began */

@@ -12,7 +12,8 @@ void   hak__os_unmap(void* p, size_t size);
 /* scratch for a slow path's array: one mapping is kept between uses */
 void*  hak__os_scratch_get(size_t size);               /* NULL + ENOMEM on failure */
 void   hak__os_scratch_put(void* p);
-void   hak__os_scratch_trim(void);                     /* unmaps the kept one */
+void   hak__os_scratch_trim(void);                     /* unmaps the kept ones */
+void   hak__os_scratch_decay(void);                    /* the same, if unused since the last call */
 int    hak__os_decommit(void* p, size_t size);         /* MADV_DONTNEED: RSS goes, mapping stays; 0 ok */
 void*  hak__os_remap(void* p, size_t old_size, size_t new_size, void* fixed); /* mremap */
 int    hak__os_remap_inplace(void* p, size_t old_size, size_t new_size);      /* 0 on success */

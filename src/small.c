@@ -152,6 +152,7 @@ void hak__maintenance_run(uint64_t now) {
   hak__small_released_add(hak__page_warm_decay(now > decay ? now - decay : 0));
   hak__page_tails_trim(now);
   hak__l25_decay(now);
+  hak__os_scratch_decay();
   if (!hak__opt.keep) hak__huge_trim(0);
 }
 
