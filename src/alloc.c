@@ -173,7 +173,7 @@ HAK_API void* hak_calloc(size_t n, size_t size) {
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   if (total > HAK_LARGE_MAX) {
     /* the options first: this branch may be the process's first call */
-    if (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__init();
+    hak__init_once();
     return hak_unlikely(hak__opt.valgrind) ? hak__vg_alloc(hak__heap_get(), total, 0, 1) : hak__huge_alloc(total, 0, 1);
   }
   void* p = hak__malloc_fast(total);

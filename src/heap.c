@@ -129,7 +129,7 @@ static void heap_exit(void* arg) {
 hak_heap_t* hak__heap_get(void) {
   hak_heap_t* h = hak__tls_heap;
   if (h != &hak__empty_heap) return h;
-  if (atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2) hak__init();
+  hak__init_once();
   if (heap_tls_secure) return heap_tls_secure;
   if (heap_tls_dead) return NULL;
   h = heap_make();

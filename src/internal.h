@@ -481,10 +481,11 @@ void   hak__maintenance_run(uint64_t now_ns);
  * program that used every class and then went quiet kept CAP pages of each
  * (16 + 4 a small class, 4 MiB a Large one: 107 MB with nothing live) */
 #define HAK_IDLE_DEEP_WINDOWS 4
-//! The pages (small) or blocks (Large) an idle class keeps: CAP, or none
-//! once it has been idle HAK_IDLE_DEEP_WINDOWS windows.  *since is the
-//! start of its idle time, 0 while it is in use.
-HAK_INLINE uint32_t hak__idle_keep(_Atomic uint64_t* since, uint64_t now, uint32_t cap) {
+//! The pages (small) or blocks (Large) a class keeps at an upkeep tick:
+//! CAP, or none once it has gone HAK_IDLE_DEEP_WINDOWS windows without a
+//! pop.  *since is the start of its idle time, 0 while it is in use.
+HAK_INLINE uint32_t hak__idle_keep(_Atomic uint64_t* since, int popped, uint64_t now, uint32_t cap) {
+  if (popped) { atomic_store_explicit(since, 0, memory_order_relaxed); return cap; }
   uint64_t s = atomic_load_explicit(since, memory_order_relaxed);
   if (!s) atomic_store_explicit(since, s = now, memory_order_relaxed);
   return now - s >= (uint64_t)HAK_IDLE_DEEP_WINDOWS * (uint64_t)hak__opt.decay_ms * 1000000ull ? 0 : cap;
@@ -525,6 +526,10 @@ HAK_INLINE void hak__take(void** p) {      /* a cached block is handed out */
 HAK_INLINE void hak__mark_free(void* p) { ((uintptr_t*)p)[1] = hak__cookie ^ (uintptr_t)p; }
 void   hak__init(void);
 extern _Atomic int hak__init_state;   /* 0 none, 1 running, 2 ready */
+//! Runs hak__init unless it has run: one load once it has.
+HAK_INLINE void hak__init_once(void) {
+  if (hak_unlikely(atomic_load_explicit(&hak__init_state, memory_order_acquire) != 2)) hak__init();
+}
 size_t hak__trim_all(void);
 
 #pragma GCC visibility pop

@@ -323,9 +323,7 @@ void hak__l25_decay(uint64_t now) {
     int64_t count = atomic_load_explicit(&l25_hot[c].count, memory_order_relaxed);
     uint32_t cap = hak__policy_cap(HAK_SMALL_CLASSES + c);
     int popped = atomic_exchange_explicit(&l25_popped[c], 0, memory_order_relaxed);
-    uint32_t keep = cap;
-    if (popped) atomic_store_explicit(&idle_since[c], 0, memory_order_relaxed);
-    else keep = hak__idle_keep(&idle_since[c], now, cap);
+    uint32_t keep = hak__idle_keep(&idle_since[c], popped, now, cap);
     if (!popped && !keep) deep |= 1u << c;
     if (count > (int64_t)keep && !popped) l25_trim_class(NULL, c, keep);
     else if (window) {

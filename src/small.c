@@ -131,11 +131,8 @@ void hak__maintenance_tick(void) {
 static _Atomic uint64_t scav_idle_since[HAK_SMALL_CLASSES];   /* upkeep (a tick and the bg thread may overlap) */
 static void small_idle_scavenge(unsigned cls, uint64_t now) {
   int popped = atomic_exchange_explicit(&scav_popped[cls], 0, memory_order_relaxed);
-  if (popped) { atomic_store_explicit(&scav_idle_since[cls], 0, memory_order_relaxed); return; }
-  int64_t count = (int64_t)hak__small_cached_blocks(cls);
-  int64_t bpp = small_bpp(cls);
-  uint32_t keep = hak__idle_keep(&scav_idle_since[cls], now, hak__policy_cap(cls));
-  if (count <= ((int64_t)keep + 4) * bpp) return;
+  uint32_t keep = hak__idle_keep(&scav_idle_since[cls], popped, now, hak__policy_cap(cls));
+  if (popped || (int64_t)hak__small_cached_blocks(cls) <= ((int64_t)keep + 4) * small_bpp(cls)) return;
   small_walk(NULL, cls, keep, 0, small_warm_ok());
   atomic_store_explicit(&scav_low[cls], (int64_t)hak__small_cached_blocks(cls), memory_order_relaxed);
 }
@@ -605,8 +602,7 @@ void hak__small_reclaim(hak_heap_t* h, unsigned cls) {
   if (!over) return;
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
     if (!(over >> c & 1) || atomic_load_explicit(&scav_busy[c], memory_order_relaxed)) continue;
-    if (atomic_load_explicit(&scav_over, memory_order_relaxed) >> c & 1)
-      atomic_fetch_and_explicit(&scav_over, ~((uint64_t)1 << c), memory_order_relaxed);
+    atomic_fetch_and_explicit(&scav_over, ~((uint64_t)1 << c), memory_order_relaxed);
     int64_t bpp = small_bpp(c);
     int64_t surplus = (int64_t)hak__small_cached_blocks(c) - ((int64_t)hak__policy_cap(c) + 4) * bpp;
     if (surplus > 0) small_walk(h, c, 0, 0, 1);

@@ -132,7 +132,8 @@ static size_t vg_block_size(const void* p, const char* what) {
 static int vg_cls(const void* p) {
   int kind = hak__seg_kind((uintptr_t)p);
   if (kind == HAK_SEG_SMALL) return hak__page_of((uintptr_t)p)->cls;
-  if (kind == HAK_SEG_LARGE && hak__l25_block_class(p) >= 0) return HAK_STAT_LARGE0 + hak__l25_block_class(p);
+  int lc = kind == HAK_SEG_LARGE ? hak__l25_block_class(p) : -1;
+  if (lc >= 0) return HAK_STAT_LARGE0 + lc;
   return kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR ? HAK_STAT_HUGE : -1;
 }
 
