@@ -184,6 +184,7 @@ static void* l25_hand_out(hak_heap_t* h, unsigned cls, void* p, size_t req) {
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);
   atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
+  s->req[idx] = (uint32_t)req;
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, req_bytes, req);
   return p;

@@ -21,6 +21,7 @@ typedef struct l25_seg {
   uint32_t trim_gen, trim_count;          /* scratch of the reclaimer, under l25_lock */
   struct l25_seg* next_dead;
   _Atomic uint8_t state[L25_MAXBLK];
+  uint32_t req[L25_MAXBLK];               /* a live block's request, for realloc (hak__l25_keep) */
 } l25_seg_t;
 
 //! Finds the segment and block index of p; -1 if p is not a block start.
@@ -42,5 +43,17 @@ HAK_INLINE size_t hak__l25_usable_quick(const void* p) {
   int idx = hak__l25_index(p, &s);
   if (idx < 0 || atomic_load_explicit(&s->state[idx], memory_order_relaxed) != L25_LIVE) return 0;
   return s->block_size;
+}
+
+//! 1 if live Large block p (of usable size >= n) serves n in place because
+//! n is at least its request, which becomes n.  A block lent by a larger
+//! class (l25_borrow) is up to 3x its request, so "wastes at most half"
+//! moved a string built by appends at every append until it was half full.
+HAK_INLINE int hak__l25_keep(void* p, size_t n) {
+  l25_seg_t* s;
+  int idx = hak__l25_index(p, &s);
+  if (idx < 0 || n < s->req[idx]) return 0;
+  s->req[idx] = (uint32_t)n;
+  return 1;
 }
 #endif
