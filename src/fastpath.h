@@ -3,7 +3,7 @@
  * atomic, no "initialised?" test: an uninitialised thread's heap is the
  * empty sentinel, whose bins always miss.
  *
- * Double frees: free stores a mark (cookie ^ address) in a block's second
+ * Double frees: free stores a mark (the cookie, hak__mark) in a block's second
  * word and never loads from the block, whose line is usually cold by then;
  * malloc checks the mark of the block it hands out (the line it was about
  * to touch anyway), so a block freed twice, or written after its free, is
@@ -31,7 +31,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     PoolTLSBin* b = hak__bin(h, c);
     void** p = b->head;
     if (hak_likely(p != NULL)) {
-      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != (hak__cookie ^ (uintptr_t)p)))) return hak__bad_block_ret(p);
+      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != hak__mark((uintptr_t)p)))) return hak__bad_block_ret(p);
       void* next = p[0];
       b->head = next;
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */
@@ -50,7 +50,7 @@ HAK_INLINE void hak__free_fast(void* p) {
     hak_ptag_t* t = hak__ptag_of(s, a);
     hak_heap_t* h = hak__tls_heap;
     uintptr_t* w = (uintptr_t*)p;
-    uintptr_t mark = hak__cookie ^ a;
+    uintptr_t mark = hak__mark(a);
     /* own page or ownerless page (both common, interleaved at random: one
      * branch, as two would mispredict), then the start of a block, with
      * the constants of the bin the block goes to (a branch of its own:

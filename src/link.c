@@ -17,7 +17,7 @@ static uint64_t link_mix64(uint64_t x) {
 
 //! Draws the key in hardened mode; in default mode it stays zero, so links
 //! stay plain (the fast path writes them raw).  Independent of the cookie:
-//! a free mark (cookie ^ address) that leaks gives the cookie away, and must
+//! a free mark (the cookie) that leaks gives the cookie away, and must
 //! not give the link key with it.
 void hak__link_init(void) {
   if (!hak__opt.secure) return;
@@ -54,7 +54,7 @@ HAK_INLINE int link_valid(uintptr_t p, int cls) {
     if (st != HAK_PAGE_ACTIVE && st != HAK_PAGE_FULL) return 0;
     if (pg->cls != cls || !hak__is_block_start(pg, p)) return 0;
     /* every free small block carries its mark (tiny, pool, remote frees) */
-    return __atomic_load_n(&((uintptr_t*)p)[1], __ATOMIC_RELAXED) == (hak__cookie ^ p);
+    return __atomic_load_n(&((uintptr_t*)p)[1], __ATOMIC_RELAXED) == hak__mark(p);
   }
   if (cls >= HAK_STAT_LARGE0 && cls < HAK_STAT_HUGE)
     return kind == HAK_SEG_LARGE && hak__l25_link_ok((const void*)p, (unsigned)(cls - HAK_STAT_LARGE0));

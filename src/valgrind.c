@@ -139,7 +139,7 @@ static int vg_cls(const void* p) {
 
 //! 1 if p carries the free mark: it waits in the quarantine (or was freed).
 HAK_INLINE int vg_marked(const void* p) {
-  return ((const uintptr_t*)p)[1] == (hak__cookie ^ (uintptr_t)p);
+  return ((const uintptr_t*)p)[1] == hak__mark((uintptr_t)p);
 }
 
 //! Where the request of a block of bs bytes is kept.

@@ -159,7 +159,7 @@ static uint64_t check_central(void) {
         hak_page_t* pg = hak__page_of(a);
         CHECK(hak__seg_kind(a) == HAK_SEG_SMALL && pg->cls == c && hak__is_block_start(pg, a),
               "central list of class %u holds %p (class %u)", c, p, pg->cls);
-        CHECK(((uintptr_t*)p)[1] == (hak__cookie ^ a), "central block %p of class %u lacks its free mark", p, c);
+        CHECK(((uintptr_t*)p)[1] == hak__mark(a), "central block %p of class %u lacks its free mark", p, c);
         CHECK(ns < cap, "too many blocks");
         seen[ns++] = a;
       }
