@@ -304,6 +304,7 @@ typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
 typedef struct PoolTLSPage {        /* an active page carved by bump pointer */
   hak_page_t* page;
   uintptr_t   bump, end;
+  uint32_t    from;                 /* its blocks carved before, already in the class's carve count */
 } PoolTLSPage;
 
 #define HAK_QUAR_N 256             /* HAKMEM_SECURE: delayed reuse, blocks per thread */

@@ -248,11 +248,23 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
 
 //! Retires an exhausted or abandoned active page: its carved count is final.
 //! A thread that exits (orphan set) leaves a partly carved page for adoption.
+/* Blocks carved from each class's pages now in the class: a slot adds what
+ * it carved when it retires, and a page that leaves with carved blocks
+ * (only ever by its class's walker) takes its count off.  The counted
+ * reclaim's first filter (small_whole).  Added at each carve, its lock add
+ * waited for the stores before it (a program's memset of the blocks it
+ * just got): 5% of bench/shift.  So the count leaves out the active slots'
+ * carves: small_whole adds its own thread's, and another thread's active
+ * page of the class fails its proof anyway. */
+static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
+
 static void small_slot_retire(PoolTLSPage* s, int orphan) {
   hak_page_t* pg = s->page;
   if (!pg) return;
   uintptr_t start = hak__page_first(pg);
   uint32_t carved = (uint32_t)((s->bump - start) / pg->block_size);
+  if (carved > s->from)
+    atomic_fetch_add_explicit(&small_carved_n[pg->cls], (int64_t)(carved - s->from), memory_order_relaxed);
   s->page = NULL;
   s->bump = s->end = 0;
   if (!carved) { hak__page_release(pg); return; }   /* untouched: no block will ever return */
@@ -268,6 +280,7 @@ void hak__small_page_retire(hak_heap_t* h, unsigned cls) {
 static void small_slot_fill(PoolTLSPage* s, hak_page_t* pg, uint32_t from) {
   uintptr_t start = hak__page_first(pg);
   s->page = pg;
+  s->from = from;
   s->bump = start + (uintptr_t)from * pg->block_size;
   s->end = start + (uintptr_t)pg->capacity * pg->block_size;
 }
@@ -301,10 +314,6 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
   HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
 }
 
-/* Blocks carved from each class's pages now in the class: a carve adds,
- * a page that leaves with carved blocks (only ever by its class's walker)
- * takes its count off.  The counted reclaim's first filter (small_whole). */
-static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
 
 //! A floor on the pages of cls that a walk would find wholly free, with
 //! cached blocks in its central lists: each carved block not in them pins
@@ -316,7 +325,6 @@ static int64_t small_whole_floor(unsigned cls, int64_t cached) {
 
 //! The next n blocks of an active slot (n fit), retiring it when carved out.
 static uintptr_t small_slot_take(PoolTLSPage* s, uint32_t n) {
-  atomic_fetch_add_explicit(&small_carved_n[s->page->cls], n, memory_order_relaxed);
   uintptr_t run = s->bump;
   s->bump += (uintptr_t)n * s->page->block_size;
   if (s->bump >= s->end) small_slot_retire(s, 0);
@@ -531,7 +539,10 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
   uint64_t hands = central + hak__bin_count(b);
   /* the class's carve count first: unequal, some block is live or
    * elsewhere, and the scan (under the segment lock) would be for nothing */
-  if (!hands || (int64_t)hands != atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed)) return 0;
+  int64_t carved = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed);
+  for (int i = 0; i < HAK_TLS_PAGES; i++)
+    if (h->pages[cls][i].page) carved += small_slot_carved(&h->pages[cls][i]) - h->pages[cls][i].from;
+  if (!hands || (int64_t)hands != carved) return 0;
   uint64_t in_use = hak__small_pages_in_use(cls);
   hak_page_t* stack_pg[WHOLE_STACK];
   uint32_t stack_carved[WHOLE_STACK];
