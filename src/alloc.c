@@ -255,7 +255,9 @@ static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
     if (failed && n > old) return NULL;
   }
   if (realloc_fits(n, old)) return p;
-  if (kind == HAK_SEG_LARGE && n <= old && hak__l25_keep(p, n)) return p;
+  /* a Large request only: an aligned request of a few bytes gets a Large
+   * block too, and should not keep it when it grows to 100 */
+  if (kind == HAK_SEG_LARGE && n <= old && n > HAK_MID_MAX && hak__l25_keep(p, n)) return p;
   /* a block that grows by a little will grow again: take a quarter more,
    * so a string built by small appends moves every few classes, not at
    * every one (Tiny classes are 16 bytes apart) */

@@ -3,7 +3,7 @@
  * atomic, no "initialised?" test: an uninitialised thread's heap is the
  * empty sentinel, whose bins always miss.
  *
- * Double frees: free stores a mark (the cookie, hak__mark) in a block's second
+ * Double frees: free stores a mark (hak__mark) in a block's second
  * word and never loads from the block, whose line is usually cold by then;
  * malloc checks the mark of the block it hands out (the line it was about
  * to touch anyway), so a block freed twice, or written after its free, is

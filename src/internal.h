@@ -384,12 +384,15 @@ HAK_INLINE void hak__bin_limit_set(PoolTLSBin* b, uint32_t lim) {
 extern __thread hak_heap_t* hak__tls_heap __attribute__((tls_model("initial-exec")));
 extern hak_heap_t hak__empty_heap;   /* all bins empty: the fast path always misses */
 extern uintptr_t  hak__cookie;       /* random: marks a block as free (double-free check) */
-//! The mark of a free block, in its second word (fastpath.h).  The cookie
-//! alone: xor the address (as it was) bound it to the block for nothing,
-//! since one mark read after free and its address give the cookie away,
-//! and the xor on the popped block cost malloc's check 3.5% of the Tiny
-//! band.  Takes the address so that a build could bind it again.
-HAK_INLINE uintptr_t hak__mark(uintptr_t a) { (void)a; return hak__cookie; }
+//! The mark of a free block, in its second word (fastpath.h): the cookie
+//! xor the block's address.  Bound to the address, not for secrecy (one
+//! mark read after free gives the cookie away) but because a page carved
+//! again for another class keeps the old blocks' marks inside the new
+//! blocks, and a program may copy those uninitialised bytes elsewhere: an
+//! unbound mark would then read as a double free of a live block
+//! (tests/misuse/stale_mark).  The xor costs malloc's check 3-5% on the
+//! Tiny band.
+HAK_INLINE uintptr_t hak__mark(uintptr_t a) { return hak__cookie ^ a; }
 /* A token is a 32-bit key x = heap id << 12 | incarnation, stored as x in
  * the high half and ~x in the low half.  No token's bits are a subset of
  * another's, so "owner is this heap or nobody" is (owner & ~token) == 0:

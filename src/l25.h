@@ -46,9 +46,10 @@ HAK_INLINE size_t hak__l25_usable_quick(const void* p) {
 }
 
 //! 1 if live Large block p (of usable size >= n) serves n in place because
-//! n is at least its request, which becomes n.  A block lent by a larger
-//! class (l25_borrow) is up to 3x its request, so "wastes at most half"
-//! moved a string built by appends at every append until it was half full.
+//! n is at least its request (the one it was handed out for, or the last
+//! this kept it for), which becomes n.  A block lent by a larger class
+//! (l25_borrow) is up to 3x its request, so "wastes at most half" moved a
+//! string built by appends at every append until it was half full.
 HAK_INLINE int hak__l25_keep(void* p, size_t n) {
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);

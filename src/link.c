@@ -17,7 +17,7 @@ static uint64_t link_mix64(uint64_t x) {
 
 //! Draws the key in hardened mode; in default mode it stays zero, so links
 //! stay plain (the fast path writes them raw).  Independent of the cookie:
-//! a free mark (the cookie) that leaks gives the cookie away, and must
+//! a free mark (cookie ^ address) that leaks gives the cookie away, and must
 //! not give the link key with it.
 void hak__link_init(void) {
   if (!hak__opt.secure) return;

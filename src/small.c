@@ -246,18 +246,18 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
   hak__bin_free_slow(h, cls, p);
 }
 
-//! Retires an exhausted or abandoned active page: its carved count is final.
-//! A thread that exits (orphan set) leaves a partly carved page for adoption.
 /* Blocks carved from each class's pages now in the class: a slot adds what
  * it carved when it retires, and a page that leaves with carved blocks
  * (only ever by its class's walker) takes its count off.  The counted
  * reclaim's first filter (small_whole).  Added at each carve, its lock add
  * waited for the stores before it (a program's memset of the blocks it
- * just got): 5% of bench/shift.  So the count leaves out the active slots'
- * carves: small_whole adds its own thread's, and another thread's active
- * page of the class fails its proof anyway. */
+ * just got): bench/shift ran 2.2% faster without it.  So the count leaves
+ * out the active slots' carves: small_whole adds its own thread's, and
+ * another thread's active page of the class fails its proof anyway. */
 static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
 
+//! Retires an exhausted or abandoned active page: its carved count is final.
+//! A thread that exits (orphan set) leaves a partly carved page for adoption.
 static void small_slot_retire(PoolTLSPage* s, int orphan) {
   hak_page_t* pg = s->page;
   if (!pg) return;
@@ -314,10 +314,12 @@ static void small_fresh_counted(hak_heap_t* h, unsigned cls, int got) {
   HAK_CSTAT(h, cls, miss, got);     /* a miss: fresh pages were needed */
 }
 
-
 //! A floor on the pages of cls that a walk would find wholly free, with
 //! cached blocks in its central lists: each carved block not in them pins
 //! one page at most (the threads' active pages aside, which no walk takes).
+//! Not quite a floor: small_carved_n leaves out the active pages' carves,
+//! so their live blocks pin nothing here; it errs by those few pages, and
+//! a walk it asks for too early finds them pinned.
 static int64_t small_whole_floor(unsigned cls, int64_t cached) {
   int64_t out = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed) - cached;
   return (int64_t)hak__small_pages_in_use(cls) - (out > 0 ? out : 0);

@@ -258,7 +258,7 @@ static int drain_for(size_t n, const void* target) {
 /* pre: same-class blocks freed first, so that the victim lands on a linked
  * list and not in an array cache (Mid ring of 64, Large bin of 3);
  * forge: also write a valid free mark into the fake block, as an attacker
- * who read one freed block's mark (the cookie, hak__mark) can */
+ * who read one freed block's mark (cookie ^ its address) can */
 //! Overwrites the link of a freed block of n bytes with the fake block.
 static int link_attack(size_t n, int pre, int forge) {
   char* blk[80];
@@ -270,7 +270,7 @@ static int link_attack(size_t n, int pre, int forge) {
   A_FREE(v);
   fill_free();
   uintptr_t* w = (uintptr_t*)v;
-  if (forge) ((uintptr_t*)g_fake)[1] = w[1];
+  if (forge) ((uintptr_t*)g_fake)[1] = (w[1] ^ (uintptr_t)v) ^ (uintptr_t)g_fake;
   w[0] = (uintptr_t)g_fake;                  /* the write after free */
   return drain_for(n, NULL);
 }
@@ -290,7 +290,7 @@ static int c_link_to_live(void) {
   A_FREE(v);
   fill_free();
   uintptr_t* w = (uintptr_t*)v;
-  ((uintptr_t*)live)[1] = w[1];
+  ((uintptr_t*)live)[1] = (w[1] ^ (uintptr_t)v) ^ (uintptr_t)live;
   w[0] = (uintptr_t)live;
   return drain_for(64, live);
 }
