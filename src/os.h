@@ -9,7 +9,7 @@
 void*  hak__os_map(size_t size);                       /* anonymous RW, NULL + ENOMEM on failure */
 void*  hak__os_map_aligned(size_t size, size_t align); /* same, aligned to align (power of two) */
 void   hak__os_unmap(void* p, size_t size);
-/* scratch for a slow path's array: one mapping is kept between uses */
+/* scratch for a slow path's array: two mappings are kept between uses */
 void*  hak__os_scratch_get(size_t size);               /* NULL + ENOMEM on failure */
 void   hak__os_scratch_put(void* p);
 void   hak__os_scratch_trim(void);                     /* unmaps the kept ones */

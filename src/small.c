@@ -256,15 +256,21 @@ void hak__small_remote_free(hak_heap_t* h, hak_page_t* pg, void* p) {
  * another thread's active page of the class fails its proof anyway. */
 static _Atomic int64_t small_carved_n[HAK_SMALL_CLASSES];
 
+//! The blocks h's active slot s of its class has carved.
+static uint32_t small_slot_carved(const PoolTLSPage* s) {
+  return (uint32_t)((s->bump - hak__page_first(s->page)) / s->page->block_size);
+}
+
+//! Those of them not yet in small_carved_n: carved since the slot's fill.
+static uint32_t small_slot_uncounted(const PoolTLSPage* s) { return small_slot_carved(s) - s->from; }
+
 //! Retires an exhausted or abandoned active page: its carved count is final.
 //! A thread that exits (orphan set) leaves a partly carved page for adoption.
 static void small_slot_retire(PoolTLSPage* s, int orphan) {
   hak_page_t* pg = s->page;
   if (!pg) return;
-  uintptr_t start = hak__page_first(pg);
-  uint32_t carved = (uint32_t)((s->bump - start) / pg->block_size);
-  if (carved > s->from)
-    atomic_fetch_add_explicit(&small_carved_n[pg->cls], (int64_t)(carved - s->from), memory_order_relaxed);
+  uint32_t carved = small_slot_carved(s), fresh = small_slot_uncounted(s);
+  if (fresh) atomic_fetch_add_explicit(&small_carved_n[pg->cls], (int64_t)fresh, memory_order_relaxed);
   s->page = NULL;
   s->bump = s->end = 0;
   if (!carved) { hak__page_release(pg); return; }   /* untouched: no block will ever return */
@@ -475,10 +481,6 @@ typedef struct small_scan {
   uint32_t* carved;
 } small_scan_t;
 
-//! The blocks h's active slot s of its class has carved.
-static uint32_t small_slot_carved(const PoolTLSPage* s) {
-  return (uint32_t)((s->bump - hak__page_first(s->page)) / s->page->block_size);
-}
 
 //! One page of the scan (hak__page_each): lists the class's FULL pages and
 //! counts their carved blocks and those of h's own active pages; any other
@@ -543,7 +545,7 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
    * elsewhere, and the scan (under the segment lock) would be for nothing */
   int64_t carved = atomic_load_explicit(&small_carved_n[cls], memory_order_relaxed);
   for (int i = 0; i < HAK_TLS_PAGES; i++)
-    if (h->pages[cls][i].page) carved += small_slot_carved(&h->pages[cls][i]) - h->pages[cls][i].from;
+    if (h->pages[cls][i].page) carved += small_slot_uncounted(&h->pages[cls][i]);
   if (!hands || (int64_t)hands != carved) return 0;
   uint64_t in_use = hak__small_pages_in_use(cls);
   hak_page_t* stack_pg[WHOLE_STACK];
