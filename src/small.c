@@ -582,7 +582,11 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
       small_slot_retire(s, 0);
       hak__page_stash(pg);
     }
-    for (uint32_t i = 0; i < w.n; i++) hak__page_stash(w.pg[i]);
+    /* last page first: the stash hands out its top first, so the next
+     * class carves upward through each segment as it would fresh pages
+     * (carved downward, bench/shift ran 2-5% slower, alternating rounds of
+     * 100 and 500 bytes 7-9%) */
+    for (uint32_t i = w.n; i-- > 0;) hak__page_stash(w.pg[i]);
     atomic_fetch_sub_explicit(&small_carved_n[cls], (int64_t)hands, memory_order_relaxed);
     HAK_TSTAT(h, counted_reclaims, 1);
   }
