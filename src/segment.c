@@ -172,12 +172,24 @@ void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {
 
 static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
 
+/* The class's next colour steps 67 lines through its colours (a count
+ * 67 divides none of: classes.c), so that a few pages already differ in
+ * the colour's upper bits, not in its low lines only.  A warm page takes
+ * the colour's part under 4 KiB: the old class's memory before a higher
+ * first block would stay resident and unused, where a fresh page's is
+ * never touched. */
+#define SEG_COLOR_STEP 67u
+
 //! Sets a page's block geometry, its colour (color < 0: the class's next,
-//! in turn; classes.c) and its packed class (what free reads).
-static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
+//! in turn; warm: the page's memory is resident) and its packed class (what
+//! free reads).
+static void page_init_class(hak_page_t* pg, unsigned cls, int color, int warm) {
   uint32_t d = hak__class_size[cls];
-  if (color < 0)
-    color = (int)(atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed) % hak__class_colors[cls] * 64);
+  if (color < 0) {
+    uint64_t n = atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed);
+    color = (int)(n * SEG_COLOR_STEP % hak__class_colors[cls] * 64);
+    if (warm) color &= 4095;
+  }
   pg->block_size = d;
   __atomic_store_n(&pg->cls, (uint16_t)cls, __ATOMIC_RELAXED);   /* hak__page_each's callers read it */
   pg->capacity = hak__class_cap[cls];
@@ -266,7 +278,7 @@ static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, in
     if (st > old_end) old_end = st;
   }
   page_stale_clear(pg);
-  page_init_class(pg, cls, color);
+  page_init_class(pg, cls, color, pg->committed);
   if (old_end > page_blocks_end(pg)) {
     pg->stale_ms = (uint16_t)(hak__os_now_ns() / 1000000u);
     atomic_store_explicit(&pg->stale_end, (uint8_t)(old_end >> 12), memory_order_relaxed);

@@ -1,7 +1,8 @@
 /* Cache colours (classes.c): the pages of a class start their first block
  * at different multiples of 64 bytes, so the first lines of its blocks
  * spread over the L1 and L2 sets instead of piling into a few.  Checks, for
- * classes with and without slack: the pages seen take many colours, each
+ * classes with and without slack: the pages seen take many colours (above
+ * 4 KiB too, for classes with 8 KiB of slack or more), each
  * page's blocks sit at its colour plus whole blocks and end inside the
  * page, and blocks keep 16-byte alignment.  Aligned allocation above 64
  * bytes, which colours would break for the classes it uses, still returns
@@ -21,6 +22,8 @@ static void check_class(size_t n) {
   size_t nb = (size_t)NPAGES * cap;
   void** p = pt_map(nb * sizeof(void*));
   uint8_t seen[64] = {0};      /* colours by line */
+  uint8_t up[16] = {0};        /* colours by 4 KiB (segment.c steps through them) */
+  unsigned ups = 0;
   uint64_t l1 = 0;             /* L1 sets (4 KiB period) of first lines */
   unsigned colours = 0;
   for (size_t i = 0; i < nb; i++) {
@@ -34,6 +37,7 @@ static void check_class(size_t n) {
           "%p: offset %zu in its page, colour %u, class %u B x %u", p[i], (size_t)off, pg->color, d, cap);
     CHECK(pg->color % 64 == 0 && pg->color / 64 < ncol, "colour %u of %u", pg->color, ncol);
     if (!seen[pg->color / 64 % 64]) { seen[pg->color / 64 % 64] = 1; colours++; }
+    if (!up[pg->color >> 12]) { up[pg->color >> 12] = 1; ups++; }
     l1 |= 1ull << ((a >> 6) & 63);
   }
   unsigned want = ncol < 16 ? ncol : 16, sets = (unsigned)__builtin_popcountll(l1);
@@ -41,6 +45,13 @@ static void check_class(size_t n) {
        ncol, colours, NPAGES, sets);
   CHECK(colours >= want, "class %u B: %u colours on %d pages, expected at least %u", d, colours, NPAGES, want);
   if (d >= 1024) CHECK(sets >= 16, "class %u B: first lines in only %u of 64 L1 sets", d, sets);
+  /* a class of 4 KiB or more colours over all its slack: with 8 KiB of it
+   * or more, the pages differ above 4 KiB too (the L2's upper index bits,
+   * which fresh, physically contiguous memory takes from the address) */
+  uint32_t slack = HAK_PAGE_SIZE - cap * d, want_up = slack / 4096 < 4 ? slack / 4096 : 4;
+  if (d >= 4096 && slack >= 8192)
+    CHECK(ups >= want_up, "class %u B with %u B of slack: colours in only %u 4 KiB steps on %d pages", d, slack, ups,
+          NPAGES);
   for (size_t i = 0; i < nb; i++) A_FREE(p[i]);
   munmap(p, nb * sizeof(void*));
 }

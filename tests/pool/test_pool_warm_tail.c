@@ -5,7 +5,8 @@
  * new class (bench/prodcons 2-32 KiB: 3-4 MB of its peak RSS).  Not at
  * once: a program whose sizes change every few milliseconds (bench/shift)
  * refaulted it when the page changed class again.  The new class's blocks
- * keep what was written in them. */
+ * keep what was written in them.  A warm page's colour stays under 4 KiB,
+ * so nothing before its first block is left resident either. */
 #define _GNU_SOURCE
 #include "pool_test.h"
 
@@ -47,6 +48,22 @@ static int child(void) {
   CHECK(after == 0, "the tail is still resident %.0f ms after the page was taken (%u of %zu pages)",
         (hk_now() - t0) * 1000, after, tail / 4096);
   for (size_t i = 0; i < C_SIZE; i++) CHECK(((unsigned char*)c)[i] == 0x21, "block byte %zu changed", i);
+  /* a warm page's first block starts in its first 4 KiB: a colour past it
+   * (fresh pages of this class take up to 24 KiB) would leave the old
+   * class's memory before the block resident and unused */
+  enum { NW = 8 };
+  void* w[NW];
+  uint64_t taken1 = hak__page_warm_taken();
+  for (int i = 0; i < NW; i++) {
+    CHECK((w[i] = A_MALLOC(C_SIZE)) != NULL, "malloc(%d)", C_SIZE);
+    uintptr_t s = (uintptr_t)w[i] & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+    hak_page_t* q = &hak__seg_of(s)->pages[hak__page_index(s)];
+    CHECK(q->color < 4096, "warm page %#lx took colour %u: its first %u KiB stay resident and unused",
+          (unsigned long)s, q->color, q->color / 4096 * 4);
+  }
+  CHECK(hak__page_warm_taken() >= taken1 + NW, "%d more 40 KiB blocks took %llu warm pages", NW,
+        (unsigned long long)(hak__page_warm_taken() - taken1));
+  for (int i = 0; i < NW; i++) A_FREE(w[i]);
   A_FREE(c);
   printf("test_pool_warm_tail: ok\n");
   return 0;
