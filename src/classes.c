@@ -68,8 +68,12 @@ void hak__classes_init(void) {
  * 4 KiB leave the bits above the L1's index alike in every block, and
  * fresh memory is mostly physically contiguous, so the L2's upper index
  * bits came from the block's place in its page alone (16 and 24 KiB blocks
- * at 1024 live ran 1.19 and 1.29x slower; now even with tcmalloc).  Classes
- * without slack (32 KiB) are not coloured, and 20 KiB has 4 KiB. */
+ * at 1024 live ran 1.19 and 1.29x slower; now even with tcmalloc); the
+ * colour may equal d (4 and 16 KiB): the block-start check still rejects
+ * every offset before the first block (tests/misuse).
+ * Only classes with 8 KiB of slack or more spread past 4 KiB (7, 8, 14,
+ * 16, 24, 28, 40 and 52 KiB); 4, 5, 6, 10, 12 and 20 KiB have 4 KiB, and
+ * 32 KiB none, so it is not coloured. */
 #define PG HAK_PAGE_SIZE
 #define WANT(d) ((d) < 128 ? 0u : ((d) < 4096 ? (d) : 4096u) - 64u)
 #define CAP0(d) ((uint32_t)(PG / (d)))

@@ -218,6 +218,38 @@ static void c_colour_tail(mcase_t* c) {
   free(L(q));
 }
 
+/* A 16 KiB page whose first block starts past 4 KiB (its colour: classes
+ * of 4 KiB and more colour over all their slack, 16 KiB here): the page's
+ * three blocks, carved in turn, give the colour as their lowest offset. */
+static uintptr_t wide_coloured_page(uint32_t* colour) {
+  enum { N = 96 };
+  static char* b[N];
+  for (int i = 0; i < N; i++) CHECK((b[i] = malloc(16000)) != NULL, "malloc");
+  for (int i = 0; i + 2 < N; i++) {
+    uintptr_t page = (uintptr_t)b[i] & ~(uintptr_t)0xffff;
+    uint32_t lo = (uint32_t)((uintptr_t)b[i] & 0xffff);
+    if (((uintptr_t)b[i + 1] & ~(uintptr_t)0xffff) != page || ((uintptr_t)b[i + 2] & ~(uintptr_t)0xffff) != page)
+      continue;                                  /* not a page's three blocks in a row */
+    if (lo >= 4096 + 64 && lo % 16384 == lo) { *colour = lo; return page; }
+  }
+  CHECK(0, "no 16 KiB page with a colour past 4 KiB among %d blocks", N);
+  return 0;
+}
+/* 4 KiB before a wide-coloured page's first block, and the page's start */
+static void c_wide_colour_gap(mcase_t* c) {
+  uint32_t colour;
+  uintptr_t page = wide_coloured_page(&colour);
+  char* q = (char*)(page + colour - 4096);
+  announce(c, q);
+  free(L(q));
+}
+static void c_wide_colour_start(mcase_t* c) {
+  uint32_t colour;
+  char* q = (char*)wide_coloured_page(&colour);
+  announce(c, q);
+  free(L(q));
+}
+
 /* before the first block of a Large segment whose colour is at least 64
  * (segments take the colours in turn, so a few segments find one) */
 static void c_large_colour_gap(mcase_t* c) {
@@ -270,6 +302,8 @@ static mcase_t cases[] = {
     {"interior free of memalign(4096) block", c_interior_aligned, 100, INT, ""},
     {"free in a page's colour gap", c_colour_gap, 2000, INT, ""},
     {"free past a coloured page's last block", c_colour_tail, 2000, INT, ""},
+    {"free 4 KiB before a wide-coloured page's first block", c_wide_colour_gap, 16000, INT, ""},
+    {"free of a wide-coloured page's start", c_wide_colour_start, 16000, INT, ""},
     {"free in a Large segment's colour gap", c_large_colour_gap, 300000, INT, ""},
     {"realloc after free tiny", c_realloc_freed, 200, {"after free", NULL, NULL}, ""},
     {"realloc after free mid", c_realloc_freed, 20000, {"after free", NULL, NULL}, ""},

@@ -57,6 +57,11 @@ static void check_class(size_t n) {
 }
 
 static void test_colours(void) {
+  /* segment.c steps 67 colours at a time: a class whose count 67 divided
+   * would use a 67th of its colours */
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++)
+    CHECK(hak__class_colors[c] % 67 != 0, "class %u B has %u colours, a multiple of segment.c's step 67",
+          hak__class_size[c], hak__class_colors[c]);
   static const size_t sizes[] = {200, 500, 1000, 2000, 4000, 8000, 14000, 16000, 50000};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) check_class(sizes[i]);
 }
