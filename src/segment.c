@@ -172,12 +172,12 @@ void hak__div_magic(uint32_t d, uint32_t* mul, uint8_t* shift) {
 
 static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
 
-/* The class's next colour steps 67 lines through its colours (a count
- * 67 divides none of: classes.c), so that a few pages already differ in
- * the colour's upper bits, not in its low lines only.  A warm page takes
- * the colour's part under 4 KiB: the old class's memory before a higher
- * first block would stay resident and unused, where a fresh page's is
- * never touched. */
+/* The class's next colour steps 67 lines through its colours (no class
+ * has a multiple of 67 colours: test_pool_colour), so that a few pages
+ * already differ in the colour's upper bits, not in its low lines only.
+ * A warm page takes the colour's part under 4 KiB: the old class's memory
+ * before a higher first block would stay resident and unused, where a
+ * fresh page's is never touched. */
 #define SEG_COLOR_STEP 67u
 
 //! Sets a page's block geometry, its colour (color < 0: the class's next,
