@@ -117,7 +117,7 @@ static void free_generic(void* p) {
   int kind = hak__seg_kind(a);
   if (kind == HAK_SEG_SMALL) {
     hak_page_t* pg = small_check(p);
-    if (((uintptr_t*)p)[1] == hak__mark(a)) hak__misuse("double free", p, pg->cls);
+    if (hak__marked(p)) hak__misuse("double free", p, pg->cls);
     hak_heap_t* h = hak__heap_get();
     if (hak_likely(h != NULL)) { small_free_with(h, pg, p); return; }
     h = hak__global_heap_lock();
@@ -129,7 +129,7 @@ static void free_generic(void* p) {
     hak_heap_t* h = hak__heap_get();
     if (hak_unlikely(hak__opt.secure)) {
       hak__l25_usable(p);                       /* aborts unless a live Large block */
-      if (((uintptr_t*)p)[1] == hak__mark(a))  /* quarantined */
+      if (hak__marked(p))                      /* quarantined */
         hak__misuse("double free", p, HAK_STAT_LARGE0 + hak__l25_block_class(p));
       if (h) { hak__secure_free(h, p); return; }
       h = hak__global_heap_lock();              /* a thread past teardown: checked all the same */
@@ -202,7 +202,7 @@ HAK_INLINE size_t usable_quick(const void* p) {
     if (atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
         !hak__div_is_start(hak__class_div[c], a, t->ccolor))
       return 0;
-    if (((const uintptr_t*)p)[1] == hak__mark(a)) return 0;   /* freed: the checked path says so */
+    if (hak__marked(p)) return 0;         /* freed: the checked path says so */
     return hak__class_size[c];
   }
   return kind == HAK_SEG_LARGE ? hak__l25_usable_quick(p) : 0;
@@ -243,7 +243,7 @@ static HAK_NOINLINE void* realloc_move(void* p, size_t n) {
   int kind = hak__seg_kind((uintptr_t)p);
   /* a freed small block still in a list: kept in place, it would have two
    * owners (realloc reads the block anyway, to copy it) */
-  if (kind == HAK_SEG_SMALL && ((uintptr_t*)p)[1] == hak__mark((uintptr_t)p))
+  if (kind == HAK_SEG_SMALL && hak__marked(p))
     hak__misuse("realloc after free", p, hak__page_of((uintptr_t)p)->cls);
   if (kind == HAK_SEG_HUGE && n > HAK_LARGE_MAX) {
     int e = errno;

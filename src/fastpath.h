@@ -31,7 +31,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
     PoolTLSBin* b = hak__bin(h, c);
     void** p = b->head;
     if (hak_likely(p != NULL)) {
-      if (hak_unlikely(HAK_CHECK((uintptr_t)p[1] != hak__mark((uintptr_t)p)))) return hak__bad_block_ret(p);
+      if (hak_unlikely(HAK_CHECK(!hak__marked(p)))) return hak__bad_block_ret(p);
       void* next = p[0];
       b->head = next;
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */

@@ -393,6 +393,8 @@ extern uintptr_t  hak__cookie;       /* random: marks a block as free (double-fr
 //! (tests/misuse/stale_mark).  The xor costs malloc's check 3-5% on the
 //! Tiny band.
 HAK_INLINE uintptr_t hak__mark(uintptr_t a) { return hak__cookie ^ a; }
+//! 1 if block p carries its free mark: it is free (or quarantined).
+HAK_INLINE int hak__marked(const void* p) { return ((const uintptr_t*)p)[1] == hak__mark((uintptr_t)p); }
 /* A token is a 32-bit key x = heap id << 12 | incarnation, stored as x in
  * the high half and ~x in the low half.  No token's bits are a subset of
  * another's, so "owner is this heap or nobody" is (owner & ~token) == 0:
@@ -530,7 +532,7 @@ __attribute__((noreturn, cold)) void hak__misuse_at(const char* what, const void
 __attribute__((noreturn, cold)) void hak__bad_block(const void* p);  /* mark missing at reuse */
 void* hak__bad_block_ret(const void* p);   /* the same, as a tail call: no frame on the fast path */
 HAK_INLINE void hak__take(void** p) {      /* a cached block is handed out */
-  if (hak_unlikely((uintptr_t)p[1] != hak__mark((uintptr_t)p))) hak__bad_block(p);
+  if (hak_unlikely(!hak__marked(p))) hak__bad_block(p);
   p[1] = NULL;
 }
 HAK_INLINE void hak__mark_free(void* p) { ((uintptr_t*)p)[1] = hak__mark((uintptr_t)p); }

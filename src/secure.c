@@ -73,7 +73,7 @@ static void sec_check_poison(void* p, size_t max) {
   size_t lim = bs < SEC_POISON_MAX ? bs : SEC_POISON_MAX;
   if (lim > max) lim = max;
   const uintptr_t* w = p;
-  if (w[0] != 0x0101010101010101ull * SEC_POISON || w[1] != hak__mark((uintptr_t)p))
+  if (w[0] != 0x0101010101010101ull * SEC_POISON || !hak__marked(p))
     hak__misuse("write after free", p, sec_cls(p));
   if (!sec_all(p, 16, lim, SEC_POISON)) hak__misuse("write after free", p, sec_cls(p));
 }

@@ -181,14 +181,14 @@ static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
 #define SEG_COLOR_STEP 67u
 
 //! Sets a page's block geometry, its colour (color < 0: the class's next,
-//! in turn; warm: the page's memory is resident) and its packed class (what
-//! free reads).
-static void page_init_class(hak_page_t* pg, unsigned cls, int color, int warm) {
+//! in turn; under 4 KiB if the page is still committed, i.e. warm) and its
+//! packed class (what free reads).
+static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   uint32_t d = hak__class_size[cls];
   if (color < 0) {
     uint64_t n = atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed);
     color = (int)(n * SEG_COLOR_STEP % hak__class_colors[cls] * 64);
-    if (warm) color &= 4095;
+    if (pg->committed) color &= 4095;
   }
   pg->block_size = d;
   __atomic_store_n(&pg->cls, (uint16_t)cls, __ATOMIC_RELAXED);   /* hak__page_each's callers read it */
@@ -278,7 +278,7 @@ static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, in
     if (st > old_end) old_end = st;
   }
   page_stale_clear(pg);
-  page_init_class(pg, cls, color, pg->committed);
+  page_init_class(pg, cls, color);
   if (old_end > page_blocks_end(pg)) {
     pg->stale_ms = (uint16_t)(hak__os_now_ns() / 1000000u);
     atomic_store_explicit(&pg->stale_end, (uint8_t)(old_end >> 12), memory_order_relaxed);

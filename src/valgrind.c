@@ -137,11 +137,6 @@ static int vg_cls(const void* p) {
   return kind == HAK_SEG_HUGE || kind == HAK_SEG_HUGE_FAR ? HAK_STAT_HUGE : -1;
 }
 
-//! 1 if p carries the free mark: it waits in the quarantine (or was freed).
-HAK_INLINE int vg_marked(const void* p) {
-  return ((const uintptr_t*)p)[1] == hak__mark((uintptr_t)p);
-}
-
 //! Where the request of a block of bs bytes is kept.
 HAK_INLINE size_t* vg_trailer(const void* p, size_t bs) { return (size_t*)((char*)p + bs - 8); }
 
@@ -221,9 +216,9 @@ void hak__vg_free(void* p) {
   int kind = hak__seg_kind((uintptr_t)p);
   if (kind == HAK_SEG_NONE) hak__misuse("invalid free", p, -1);
   /* segments stay mapped, so the mark can be read before the checks */
-  if (kind <= HAK_SEG_LARGE && vg_marked(p)) hak__misuse("double free", p, vg_cls(p));
+  if (kind <= HAK_SEG_LARGE && hak__marked(p)) hak__misuse("double free", p, vg_cls(p));
   size_t bs = vg_block_size(p, "invalid free");
-  if (vg_marked(p)) hak__misuse("double free", p, vg_cls(p));
+  if (hak__marked(p)) hak__misuse("double free", p, vg_cls(p));
   hak__mark_free(p);
   vg_quarantine(p, bs);
   hak__vg_quiet(0);
@@ -233,7 +228,7 @@ void hak__vg_free(void* p) {
 size_t hak__vg_usable(const void* p) {
   hak__vg_quiet(1);
   size_t bs = vg_block_size(p, "invalid pointer");
-  if (vg_marked(p)) hak__misuse("use after free", p, vg_cls(p));
+  if (hak__marked(p)) hak__misuse("use after free", p, vg_cls(p));
   size_t n = *vg_trailer(p, bs);
   hak__vg_quiet(0);
   return n > bs - VG_SLACK ? bs - VG_SLACK : n;    /* an overflow may have hit the trailer */
