@@ -56,7 +56,7 @@ void hak__init(void) {
   hak__options_init();
   hak__vg_init();
   const unsigned char* rnd = (const unsigned char*)getauxval(AT_RANDOM);
-  uintptr_t ck = (uintptr_t)hak__os_now_ns() * 0x9E3779B97F4A7C15ull;
+  uintptr_t ck = (uintptr_t)hak__os_clock_ns() * 0x9E3779B97F4A7C15ull;
   if (rnd) { uintptr_t r; memcpy(&r, rnd + 8, sizeof r); ck ^= r; }
   hak__cookie = ck | 1;
   hak__link_init();                 /* HAKMEM_SECURE: the free-list link key */

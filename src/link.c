@@ -29,7 +29,7 @@ void hak__link_init(void) {
     uint64_t a = 0;
     if (rnd) memcpy(&a, rnd, sizeof a);
     r[0] ^= a;
-    r[1] ^= hak__os_now_ns();
+    r[1] ^= hak__os_clock_ns();
     r[2] ^= (uint64_t)(uintptr_t)&r ^ (uint64_t)(uintptr_t)&hak__link_key;
   }
   uint64_t s = 0x9E3779B97F4A7C15ull;
