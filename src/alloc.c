@@ -197,7 +197,7 @@ HAK_INLINE size_t usable_quick(const void* p) {
   if (hak_likely(kind == HAK_SEG_SMALL)) {
     hak_segment_t* s = hak__seg_of(a);
     hak_ptag_t* t = hak__ptag_of(s, a);
-    size_t c = t->cls;
+    size_t c = t->bin_off >> HAK_BIN_SHIFT;
     /* the header page and free pages carry the sentinel; others a class */
     if (atomic_load_explicit(&t->owner, memory_order_relaxed) == HAK_TOKEN_SENTINEL ||
         !hak__div_is_start(hak__class_div[c], a, t->ccolor))

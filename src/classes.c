@@ -36,12 +36,13 @@ const uint8_t hak__mid_class_of[(HAK_MID_MAX >> 8) + 1] = {
   41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41
 };
 
-/* Small class of n (n <= 52 KiB) for the inline path, one entry per 16
- * bytes (3.3 KB): one load for both layers, where two tables took a
- * branch between them.  Filled by hak__classes_init before any heap
- * exists; until then every size maps to class 0, whose bin in the empty
- * heap is empty. */
-uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
+/* The bin of n (n <= 52 KiB) for the inline path, one entry per 16 bytes
+ * (6.6 KB): one load for both layers, where two tables took a branch
+ * between them; a bin offset, not a class, so that malloc adds it to the
+ * heap unshifted (an instruction less).  Filled by hak__classes_init
+ * before any heap exists; until then every size maps to class 0, whose
+ * bin in the empty heap is empty. */
+uint16_t hak__small_bin_of[HAK_SMALL_INDEX_MAX + 1];
 
 _Static_assert((HAK_MID_MAX & 15) == 0, "the table's last entry is HAK_MID_MAX itself");
 
@@ -49,7 +50,7 @@ void hak__classes_init(void) {
   unsigned c = 0;
   for (size_t i = 0; i <= HAK_SMALL_INDEX_MAX; i++) {
     while (c + 1 < HAK_SMALL_CLASSES && hak__class_size[c] < i * 16) c++;
-    hak__small_class_of[i] = (uint8_t)c;
+    hak__small_bin_of[i] = (uint16_t)(c << HAK_BIN_SHIFT);
   }
 }
 

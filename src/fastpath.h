@@ -27,8 +27,7 @@
 HAK_INLINE void* hak__malloc_fast(size_t n) {
   hak_heap_t* h = hak__tls_heap;
   if (hak_likely(n <= HAK_MID_MAX)) {
-    size_t c = hak__small_class(n);   /* size_t: offsets fold into addresses */
-    PoolTLSBin* b = hak__bin(h, c);
+    PoolTLSBin* b = hak__bin_at(h, hak__small_bin_off(n));
     void** p = b->head;
     if (hak_likely(p != NULL)) {
       if (hak_unlikely(HAK_CHECK(!hak__marked(p)))) return hak__bad_block_ret(p);
@@ -57,9 +56,9 @@ HAK_INLINE void hak__free_fast(void* p) {
      * folding it into the first cost the Tiny and Mid bands 4-6%, for the
      * setcc and or before the one branch) */
     uintptr_t bad = atomic_load_explicit(&t->owner, memory_order_relaxed) & h->ntoken;
-    size_t c = t->cls;
+    size_t off = t->bin_off;
     if (hak_likely(bad == 0)) {
-      PoolTLSBin* b = hak__bin(h, c);
+      PoolTLSBin* b = hak__bin_at(h, off);
       if (hak_likely(HAK_CHECK_OK(hak__div_is_start(b->div, a, t->ccolor))) &&
           hak_likely(hak__bin_room(b) && HAK_CHECK_OK(b->head != p))) {
         w[0] = (uintptr_t)b->head;

@@ -63,12 +63,17 @@ extern uint8_t hak__segmap[HAK_SEGMAP_N];
 extern const uint32_t hak__class_size[HAK_SMALL_CLASSES];
 extern const uint8_t  hak__tiny_class_of[(HAK_TINY_MAX >> 4) + 1];   /* by (n+15)>>4 */
 extern const uint8_t  hak__mid_class_of[(HAK_MID_MAX >> 8) + 1];     /* by (n+255)>>8 */
-/* The small class of every n <= HAK_MID_MAX by (n + 15) >> 4, for the
- * inline path: one load for both layers (hak__classes_init fills it) */
+/* The bin of every n <= HAK_MID_MAX by (n + 15) >> 4, as its byte offset
+ * in a heap's bins (class << HAK_BIN_SHIFT), for the inline path: one load
+ * for both layers, added to the heap with no shift (hak__classes_init
+ * fills it) */
 #define HAK_SMALL_INDEX_MAX (HAK_MID_MAX >> 4)
-extern uint8_t hak__small_class_of[HAK_SMALL_INDEX_MAX + 1];
-//! The small class of n (n <= HAK_MID_MAX): one load, for both layers.
-HAK_INLINE size_t hak__small_class(size_t n) { return hak__small_class_of[(n + 15) >> 4]; }
+#define HAK_BIN_SHIFT 6                        /* a bin is a line: internal.h asserts it */
+extern uint16_t hak__small_bin_of[HAK_SMALL_INDEX_MAX + 1];
+//! The byte offset of n's bin in a heap's bins (n <= HAK_MID_MAX).
+HAK_INLINE size_t hak__small_bin_off(size_t n) { return hak__small_bin_of[(n + 15) >> 4]; }
+//! The small class of n (n <= HAK_MID_MAX).
+HAK_INLINE size_t hak__small_class(size_t n) { return hak__small_bin_off(n) >> HAK_BIN_SHIFT; }
 void hak__classes_init(void);
 //! The layer of a small or Large class index (policy and stats indexes).
 HAK_INLINE int hak__class_layer(unsigned c) {
@@ -99,7 +104,7 @@ typedef struct hak_page {
 
 typedef struct hak_ptag {     /* a copy of what free needs of a page's descriptor */
   _Atomic uintptr_t owner;      /* the owner's token; HAK_TOKEN_SENTINEL while the page is free */
-  uint32_t cls;                 /* the page's class */
+  uint32_t bin_off;             /* the page's class, as its bin's offset (class << HAK_BIN_SHIFT) */
   uint32_t ccolor;              /* the page's colour * its class's check constant */
 } hak_ptag_t;
 
@@ -271,7 +276,7 @@ typedef struct PoolTLSBin {
   uint32_t base;
   uint32_t overages;                /* spills since the limit last moved */
 } __attribute__((aligned(64))) PoolTLSBin;
-_Static_assert(sizeof(PoolTLSBin) == 64, "a bin is a line");
+_Static_assert(sizeof(PoolTLSBin) == 64 && 64 == 1 << HAK_BIN_SHIFT, "a bin is a line");
 
 #define HAK_BIN_CUTS 7               /* Tiny: spill points found by one walk (tiny.c) */
 typedef struct PoolTLSBinAux {      /* a bin's cold fields (slow paths only) */
@@ -341,6 +346,8 @@ typedef struct hak_heap {
 
 //! The bin of small class c (Tiny or Mid).
 HAK_INLINE PoolTLSBin* hak__bin(hak_heap_t* h, size_t c) { return &h->bins[c]; }
+//! The bin at byte offset off (a class << HAK_BIN_SHIFT) in h's bins.
+HAK_INLINE PoolTLSBin* hak__bin_at(hak_heap_t* h, size_t off) { return (PoolTLSBin*)((char*)h->bins + off); }
 
 //! The blocks on a bin's list: exact (the counted reclaim trusts it).
 HAK_INLINE uint32_t hak__bin_count(const PoolTLSBin* b) { return b->limit - (uint32_t)(b->fmax - b->frees); }

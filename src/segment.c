@@ -196,7 +196,7 @@ static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   pg->color = (uint32_t)color;
   pg->scav_gen = 0;
   hak_ptag_t* t = hak__ptag_of(hak__seg_of((uintptr_t)pg), hak__page_start(pg));
-  t->cls = cls;
+  t->bin_off = cls << HAK_BIN_SHIFT;
   t->ccolor = pg->color * hak__class_div[cls].c;
 }
 

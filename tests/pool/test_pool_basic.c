@@ -68,8 +68,25 @@ static void test_block_starts(void) {
   }
   for (size_t n = 0; n <= HAK_MID_MAX; n++) {
     unsigned want = n <= HAK_TINY_MAX ? hak__tiny_class_of[(n + 15) >> 4] : pt_cls(n);
-    CHECK(hak__small_class_of[(n + 15) >> 4] == want, "size %zu: inline class %u, slow path's %u", n,
-          hak__small_class_of[(n + 15) >> 4], want);
+    size_t off = hak__small_bin_off(n);
+    CHECK(hak__bin_at(h, off) == hak__bin(h, want) && hak__small_class(n) == want,
+          "size %zu: inline bin offset %zu, slow path's class %u", n, off, want);
+  }
+}
+
+//! The inline free finds the bin from the page tag's offset: every class's
+//! page tag holds its page's class (run last: it takes a page of each).
+static void test_tag_bins(void) {
+  hak_heap_t* h = pt_heap();
+  for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
+    void* p = malloc(hak__class_size[c]);
+    CHECK(p != NULL, "malloc");
+    uintptr_t a = (uintptr_t)p;
+    const hak_ptag_t* t = hak__ptag_of(hak__seg_of(a), a);
+    unsigned pc = hak__page_of(a)->cls;   /* c, or a larger class under W_MAX */
+    CHECK(hak__bin_at(h, t->bin_off) == hak__bin(h, pc),
+          "class %u: the page tag's bin offset %u is not its page's class %u", c, t->bin_off, pc);
+    free(p);
   }
 }
 
@@ -352,6 +369,7 @@ int main(int argc, char** argv) {
   HK_STEP(test_wmax_random());
   HK_STEP(test_integrity());
   HK_STEP(test_round_trip());
+  HK_STEP(test_tag_bins());
   printf("test_pool_basic: ok\n");
   return 0;
 }
