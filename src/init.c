@@ -53,6 +53,7 @@ void hak__init(void) {
   }
   init_running = 1;
   hak__classes_init();              /* first: the inline path trusts the table once a heap exists */
+  hak__os_clock_init();
   hak__options_init();
   hak__vg_init();
   const unsigned char* rnd = (const unsigned char*)getauxval(AT_RANDOM);

@@ -275,16 +275,28 @@ void hak__os_write_err(const char* s, size_t n) {
 //! page a class takes or stashes.  The coarse clock costs 2.5 ns against
 //! 20 for the precise one (bench/shift read it 2M times a second: 4% of
 //! its time), and its tick (4 ms at most) is far under any window.
+static clockid_t os_tick_clock = CLOCK_MONOTONIC_COARSE;
 uint64_t hak__os_now_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  clock_gettime(os_tick_clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+//! At init: a kernel (or a sandbox's filter) without the coarse clock
+//! gets the precise one, before any window reads the tick.
+void hak__os_clock_init(void) {
+  struct timespec ts;
+  int e = errno;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) os_tick_clock = CLOCK_MONOTONIC;
+  errno = e;
 }
 
 //! The precise clock, as a little entropy where no better source is.
 uint64_t hak__os_clock_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int e = errno;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) ts.tv_sec = ts.tv_nsec = 0;
+  errno = e;
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 

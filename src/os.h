@@ -27,6 +27,7 @@ size_t hak__os_rss(void);                              /* current RSS in bytes, 
 void   hak__os_write_err(const char* s, size_t n);
 uint64_t hak__os_now_ns(void);                         /* coarse: windows and decay */
 uint64_t hak__os_clock_ns(void);                       /* precise: entropy */
+void     hak__os_clock_init(void);                     /* picks the tick clock, at init */
 /* waiting for another thread: yield a few times, then sleep (1 us, growing
  * to 1 ms), so a waiter never burns the core its target needs */
 void   hak__os_backoff(unsigned* n);
