@@ -79,14 +79,14 @@ static void test_block_starts(void) {
 static void test_tag_bins(void) {
   hak_heap_t* h = pt_heap();
   for (unsigned c = 0; c < HAK_SMALL_CLASSES; c++) {
-    void* p = malloc(hak__class_size[c]);
+    void* p = A_MALLOC(hak__class_size[c]);
     CHECK(p != NULL, "malloc");
     uintptr_t a = (uintptr_t)p;
     const hak_ptag_t* t = hak__ptag_of(hak__seg_of(a), a);
     unsigned pc = hak__page_of(a)->cls;   /* c, or a larger class under W_MAX */
     CHECK(hak__bin_at(h, t->bin_off) == hak__bin(h, pc),
           "class %u: the page tag's bin offset %u is not its page's class %u", c, t->bin_off, pc);
-    free(p);
+    A_FREE(p);
   }
 }
 
