@@ -68,7 +68,7 @@ extern const uint8_t  hak__mid_class_of[(HAK_MID_MAX >> 8) + 1];     /* by (n+25
  * for both layers, added to the heap with no shift (hak__classes_init
  * fills it) */
 #define HAK_SMALL_INDEX_MAX (HAK_MID_MAX >> 4)
-#define HAK_BIN_SHIFT 6                        /* a bin is a line: internal.h asserts it */
+#define HAK_BIN_SHIFT 6                        /* a bin is a line (asserted at PoolTLSBin) */
 extern uint16_t hak__small_bin_of[HAK_SMALL_INDEX_MAX + 1];
 //! The byte offset of n's bin in a heap's bins (n <= HAK_MID_MAX).
 HAK_INLINE size_t hak__small_bin_off(size_t n) { return hak__small_bin_of[(n + 15) >> 4]; }

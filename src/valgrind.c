@@ -215,10 +215,11 @@ void hak__vg_free(void* p) {
   hak__vg_quiet(1);
   int kind = hak__seg_kind((uintptr_t)p);
   if (kind == HAK_SEG_NONE) hak__misuse("invalid free", p, -1);
-  /* segments stay mapped, so the mark can be read before the checks */
+  /* segments stay mapped, so their blocks' mark can be read before the
+   * checks; a huge block's only once they found it mapped */
   if (kind <= HAK_SEG_LARGE && hak__marked(p)) hak__misuse("double free", p, vg_cls(p));
   size_t bs = vg_block_size(p, "invalid free");
-  if (hak__marked(p)) hak__misuse("double free", p, vg_cls(p));
+  if (kind > HAK_SEG_LARGE && hak__marked(p)) hak__misuse("double free", p, vg_cls(p));
   hak__mark_free(p);
   vg_quarantine(p, bs);
   hak__vg_quiet(0);
