@@ -183,8 +183,9 @@ HAK_INLINE int hak__is_block_start(const hak_page_t* pg, uintptr_t a) {
 
 void*       hak__segment_alloc(int kind);                 /* 4 MiB, aligned, registered */
 hak_page_t* hak__page_acquire(unsigned cls, struct hak_heap* owner, int color);
+uint32_t    hak__page_acquire_n(unsigned cls, struct hak_heap* owner, hak_page_t** pgs, uint32_t n);
 void        hak__page_release(hak_page_t* pg);            /* wholly free: back to the OS */
-void        hak__page_stash(hak_page_t* pg);              /* wholly free, kept committed (warm) */
+void        hak__page_stash_n(hak_page_t** pgs, uint32_t n); /* wholly free, kept committed (warm) */
 uint32_t    hak__page_warm_decay(uint64_t before);        /* warm pages stashed before: to the OS */
 uint32_t    hak__page_warm_count(void);                   /* warm pages now */
 void*       hak__map_or_reclaim(size_t size, size_t align);   /* map; out of memory: trim, wait for transit */

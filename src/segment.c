@@ -39,6 +39,11 @@ static void page_to_segment(hak_page_t* pg);
 static hak_page_t* seg_warm;                    /* under seg_lock */
 static _Atomic uint32_t seg_warm_n[2];          /* by the layer they were last in */
 static _Atomic uint64_t seg_warm_taken;         /* pages ever taken warm */
+/* Both change under seg_lock only (others read them without it): a load
+ * and a store, not a locked add, whose barrier would wait for the stores
+ * of the carve before it (a page taken or stashed paid 14 of them). */
+#define SEG_LOCKED_ADD(x, d) \
+  atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (d), memory_order_relaxed)
 /* Pages between their class (or the warm stash) and their segment's mask,
  * their memory on its way to the OS, and segments between seg_avail and
  * munmap: an allocation out of memory waits for them, or fails while most
@@ -186,8 +191,10 @@ static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
 static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   uint32_t d = hak__class_size[cls];
   if (color < 0) {
-    uint64_t n = atomic_fetch_add_explicit(&seg_color_next[cls], 1, memory_order_relaxed);
-    color = (int)(n * SEG_COLOR_STEP % hak__class_colors[cls] * 64);
+    /* a load and a store: two threads that race repeat a colour, no more */
+    uint32_t n = atomic_load_explicit(&seg_color_next[cls], memory_order_relaxed);
+    atomic_store_explicit(&seg_color_next[cls], n + 1, memory_order_relaxed);
+    color = (int)((uint64_t)n * SEG_COLOR_STEP % hak__class_colors[cls] * 64);
     if (pg->committed) color &= 4095;
   }
   pg->block_size = d;
@@ -200,27 +207,48 @@ static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   t->ccolor = pg->color * hak__class_div[cls].c;
 }
 
-static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color);
+static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color, int from);
 static unsigned page_layer(const hak_page_t* pg);
+
+//! A free page off the warm stash, else off the first segment with one,
+//! under seg_lock; NULL if neither has one.  *from is the layer a warm
+//! page's bytes are counted in (-1: a segment's page, counted in none).
+static hak_page_t* page_pick_locked(int* from) {
+  hak_page_t* pg = seg_warm;
+  if (pg) {
+    seg_warm = pg->next_free;
+    *from = (int)page_layer(pg);
+    SEG_LOCKED_ADD(seg_warm_n[*from], (uint32_t)-1);
+    SEG_LOCKED_ADD(seg_warm_taken, 1);
+    return pg;
+  }
+  hak_segment_t* s = seg_avail;
+  if (!s) return NULL;
+  unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
+  s->free_mask &= s->free_mask - 1;
+  s->nfree--;
+  if (!s->free_mask) {            /* full: off the list (it is the head) */
+    seg_avail = s->next_avail;
+    s->in_avail = 0;
+  }
+  *from = -1;
+  return &s->pages[i];
+}
 
 //! Takes a free page for class cls, owned by owner, of colour color (a
 //! multiple of 64 the class allows), or of the class's next if color < 0.
 hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
-  hak_segment_t* s;
   for (unsigned waits = 0;;) {
     pthread_mutex_lock(&seg_lock);
     uint32_t seen = segment_returned();    /* under the lock: no arrival slips past the looks below */
-    hak_page_t* pg = seg_warm;
-    if (pg) {
-      seg_warm = pg->next_free;
-      atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
-      atomic_fetch_add_explicit(&seg_warm_taken, 1, memory_order_relaxed);
-      pthread_mutex_unlock(&seg_lock);
-      hak__layer_mapped_add(page_layer(pg), -(int64_t)HAK_PAGE_SIZE);
-      return page_take(pg, cls, owner, color);
-    }
+    int from;
+    hak_page_t* pg = page_pick_locked(&from);
     /* a failed mapping trims, which may have freed pages meanwhile */
-    if ((s = seg_avail) || (s = segment_grow_locked()) || (s = seg_avail)) break;
+    if (!pg && (segment_grow_locked() || seg_avail)) pg = page_pick_locked(&from);
+    if (pg) {
+      pthread_mutex_unlock(&seg_lock);
+      return page_take(pg, cls, owner, color, from);
+    }
     /* out of memory, but pages on their way to the OS (a decay, a walk's
      * release) come back to their segments in a moment: wait for them, or
      * a second fill of a freed heap fails short (tests/oom/transit) */
@@ -231,15 +259,21 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
       return NULL;
     }
   }
-  unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
-  s->free_mask &= s->free_mask - 1;
-  s->nfree--;
-  if (!s->free_mask) {            /* full: off the list (it is the head) */
-    seg_avail = s->next_avail;
-    s->in_avail = 0;
-  }
+}
+
+//! Up to n pages for class cls under one hold of the lock (a refill's
+//! batch), in pgs; the first as hak__page_acquire takes it, the others
+//! only if a page is at hand.  Returns how many (0: out of memory).
+uint32_t hak__page_acquire_n(unsigned cls, hak_heap_t* owner, hak_page_t** pgs, uint32_t n) {
+  int from[HAK_TLS_PAGES];
+  uint32_t got = 0;
+  if (n > HAK_TLS_PAGES) n = HAK_TLS_PAGES;
+  pthread_mutex_lock(&seg_lock);
+  while (got < n && (pgs[got] = page_pick_locked(&from[got])) != NULL) got++;
   pthread_mutex_unlock(&seg_lock);
-  return page_take(&s->pages[i], cls, owner, color);
+  for (uint32_t i = 0; i < got; i++) page_take(pgs[i], cls, owner, -1, from[i]);
+  if (!got && n && (pgs[0] = hak__page_acquire(cls, owner, -1)) != NULL) got = 1;
+  return got;
 }
 
 //! The end of the blocks a page's geometry can hold, rounded up to an OS
@@ -270,7 +304,8 @@ static void page_stale_clear(hak_page_t* pg) {
 //! The page notes it, and upkeep drops it once the page kept its class for
 //! a while (hak__page_tails_trim): dropped at once, a program whose sizes
 //! change every few milliseconds (bench/shift) refaulted it (-30%).
-static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color) {
+//! from is the layer a warm page's bytes were counted in (-1: none).
+static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, int color, int from) {
   uintptr_t old_end = 0;
   if (pg->committed) {
     old_end = page_blocks_end(pg);
@@ -289,18 +324,28 @@ static hak_page_t* page_take(hak_page_t* pg, unsigned cls, hak_heap_t* owner, in
   atomic_store_explicit(&pg->carved, 0, memory_order_relaxed);
   atomic_store_explicit(&pg->state, HAK_PAGE_ACTIVE, memory_order_release);
   atomic_fetch_add_explicit(&seg_pages_in_use[cls], 1, memory_order_relaxed);
-  hak__layer_mapped_add(page_layer(pg), HAK_PAGE_SIZE);
+  int to = (int)page_layer(pg);
+  if (from != to) {                     /* a warm page of the same layer stays counted */
+    if (from >= 0) hak__layer_mapped_add(from, -(int64_t)HAK_PAGE_SIZE);
+    hak__layer_mapped_add(to, HAK_PAGE_SIZE);
+  }
   return pg;
 }
 
 //! The layer a page's class is in (HAK_LAYER_TINY 0, HAK_LAYER_MID 1).
 static unsigned page_layer(const hak_page_t* pg) { return (unsigned)hak__class_layer(pg->cls); }
 
-//! A page leaves its class: free to the fast path, not in use.
-static void page_unclass(hak_page_t* pg) {
+//! A page leaves its class: free to the fast path; the caller counts it
+//! out of the class's pages in use.
+static void page_unclass_only(hak_page_t* pg) {
   atomic_store_explicit(&pg->owner, HAK_TOKEN_NONE, memory_order_relaxed);
   hak__page_set_tag(pg, HAK_TOKEN_SENTINEL);      /* free: the fast path declines */
   atomic_store_explicit(&pg->state, HAK_PAGE_FREE, memory_order_release);
+}
+
+//! A page leaves its class: free to the fast path, not in use.
+static void page_unclass(hak_page_t* pg) {
+  page_unclass_only(pg);
   atomic_fetch_sub_explicit(&seg_pages_in_use[pg->cls], 1, memory_order_relaxed);
 }
 
@@ -336,17 +381,34 @@ static void page_to_segment(hak_page_t* pg) {
   pthread_mutex_unlock(&seg_lock);
 }
 
-//! A wholly free page, still committed, waits for the next page any class
-//! takes (its memory holds the old class's blocks: a carve writes every
-//! block it links, and hands none out unwritten).  It stays counted in its
-//! layer's mapped bytes, and as a cached page, until then.
-void hak__page_stash(hak_page_t* pg) {
-  page_unclass(pg);
-  pg->orphan_ns = hak__os_now_ns();
+//! Wholly free pages, still committed, wait for the next pages any class
+//! takes (their memory holds the old class's blocks: a carve writes every
+//! block it links, and hands none out unwritten), pgs[0] on top.  They stay
+//! counted in their layer's mapped bytes, and as cached pages, until then.
+//! One hold of the lock and one count a class for the lot: a class that
+//! gives up a round's pages gave up 400-600 at a time (bench/shift).
+void hak__page_stash_n(hak_page_t** pgs, uint32_t n) {
+  if (!n) return;
+  uint64_t now = hak__os_now_ns();
+  uint32_t warm[2] = {0, 0};
+  for (uint32_t i = 0, run = 0; i < n; i++) {
+    hak_page_t* pg = pgs[i];
+    page_unclass_only(pg);
+    pg->orphan_ns = now;
+    warm[page_layer(pg)]++;
+    run++;
+    if (i + 1 == n || pgs[i + 1]->cls != pg->cls) {
+      atomic_fetch_sub_explicit(&seg_pages_in_use[pg->cls], run, memory_order_relaxed);
+      run = 0;
+    }
+  }
   pthread_mutex_lock(&seg_lock);
-  pg->next_free = seg_warm;
-  seg_warm = pg;
-  atomic_fetch_add_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+  for (uint32_t i = n; i-- > 0;) {
+    pgs[i]->next_free = seg_warm;
+    seg_warm = pgs[i];
+  }
+  for (int l = 0; l < 2; l++)
+    if (warm[l]) SEG_LOCKED_ADD(seg_warm_n[l], warm[l]);
   pthread_mutex_unlock(&seg_lock);
 }
 
@@ -361,7 +423,7 @@ uint32_t hak__page_warm_decay(uint64_t before) {
   hak_page_t* old = *pp;
   *pp = NULL;
   for (hak_page_t* pg = old; pg; pg = pg->next_free) {
-    atomic_fetch_sub_explicit(&seg_warm_n[page_layer(pg)], 1, memory_order_relaxed);
+    SEG_LOCKED_ADD(seg_warm_n[page_layer(pg)], (uint32_t)-1);
     segment_transit_leave();
   }
   pthread_mutex_unlock(&seg_lock);

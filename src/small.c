@@ -352,19 +352,20 @@ static int alloc_tls_page_batch(hak_heap_t* h, unsigned cls, int batch) {
   uint64_t in_use = hak__small_pages_in_use(cls), cap = hak__policy_cap(cls);
   if (in_use >= cap) batch = 1;                                  /* soft CAP: one at a time */
   else if (in_use + (uint64_t)batch > cap) batch = (int)(cap - in_use);
-  int got = 0;
   hak__small_reclaim(h, cls);
-  for (int i = 0; i < HAK_TLS_PAGES && got < batch; i++) {
+  PoolTLSPage* empty[HAK_TLS_PAGES];
+  hak_page_t* pgs[HAK_TLS_PAGES];
+  uint32_t want = 0;
+  for (int i = 0; i < HAK_TLS_PAGES && want < (uint32_t)batch; i++) {
     PoolTLSPage* s = &h->pages[cls][i];
     if (s->page && s->bump < s->end) continue;
     small_slot_retire(s, 0);
-    hak_page_t* pg = hak__page_acquire(cls, h, -1);
-    if (!pg) break;
-    small_slot_fill(s, pg, 0);
-    got++;
+    empty[want++] = s;
   }
-  if (got) small_fresh_counted(h, cls, got);
-  return got;
+  uint32_t got = hak__page_acquire_n(cls, h, pgs, want);   /* one hold of the lock */
+  for (uint32_t i = 0; i < got; i++) small_slot_fill(empty[i], pgs[i], 0);
+  if (got) small_fresh_counted(h, cls, (int)got);
+  return (int)got;
 }
 
 //! Carves up to max blocks from the active pages, then (from HAK_CARVE_ADOPT
@@ -582,18 +583,20 @@ static int small_whole(hak_heap_t* h, unsigned cls, uint64_t central, void** run
 #endif
   if (ok) {
     hak__bin_drop(h, cls);
+    hak_page_t* slot_pg[HAK_TLS_PAGES];
+    uint32_t nslot = 0;
     for (int i = 0; i < HAK_TLS_PAGES; i++) {
       PoolTLSPage* s = &h->pages[cls][i];
       if (!s->page || !small_slot_carved(s)) continue;
-      hak_page_t* pg = s->page;
+      slot_pg[nslot++] = s->page;
       small_slot_retire(s, 0);
-      hak__page_stash(pg);
     }
-    /* last page first: the stash hands out its top first, so the next
-     * class carves upward through each segment as it would fresh pages
-     * (carved downward, bench/shift ran 2-5% slower, alternating rounds of
-     * 100 and 500 bytes 7-9%) */
-    for (uint32_t i = w.n; i-- > 0;) hak__page_stash(w.pg[i]);
+    hak__page_stash_n(slot_pg, nslot);
+    /* the first page on top: the stash hands out its top first, so the
+     * next class carves upward through each segment as it would fresh
+     * pages (carved downward, bench/shift ran 2-5% slower, alternating
+     * rounds of 100 and 500 bytes 7-9%) */
+    hak__page_stash_n(w.pg, w.n);
     atomic_fetch_sub_explicit(&small_carved_n[cls], (int64_t)hands, memory_order_relaxed);
     HAK_TSTAT(h, counted_reclaims, 1);
   }
@@ -758,7 +761,7 @@ static int small_walk(hak_heap_t* h, unsigned cls, uint32_t keep_pages, int forc
     hak_page_t* pg = drop;
     drop = pg->next_free;
     gone += atomic_load_explicit(&pg->carved, memory_order_relaxed);
-    if (stash) hak__page_stash(pg); else hak__page_release(pg);
+    if (stash) hak__page_stash_n(&pg, 1); else hak__page_release(pg);
     released++;
   }
   atomic_fetch_sub_explicit(&small_carved_n[cls], gone, memory_order_relaxed);

@@ -11,6 +11,8 @@
 #include <errno.h>
 
 //! Links a carved run of n blocks into a list of marked (free) blocks.
+//! The plain form reads the cookie once: the loop's stores may alias it,
+//! so each block reloaded it and the link key (14 instructions a block, 8).
 static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   for (uint32_t i = 0; i < n; i++) {
     void* q = (void*)(run + (uintptr_t)i * bs);
@@ -176,8 +178,20 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
       if (!run) { errno = ENOMEM; return NULL; }
       x->carved_once = 1;                /* not before: a borrow carves nothing */
       x->carve_on = left;
-      bin_link_run(run, n, hak__class_size[cls]);
-      chain = (void*)run;
+      /* the run's first block is the one asked for: not linked, so not
+       * read back from a line the carve just wrote (a 40 KiB block, one a
+       * page, waited on its own mark); its word that a free would mark is
+       * cleared, as a pop does (a warm page holds the old class's marks) */
+      uint32_t bs = hak__class_size[cls];
+      if (n > 1) bin_link_run(run + bs, n - 1, bs);
+      b->head = n > 1 ? (void*)(run + bs) : NULL;
+      hak__bin_count_set(b, n);
+      HAK_BUMP(b->fmax, 1);              /* the alloc, as a pop counts it: n - 1 left */
+      ((void**)run)[1] = NULL;
+      x->borrow_run = 0;
+      HAK_CSTAT(h, cls, req_bytes, req);
+      HAK_CSTAT(h, cls, req_n, 1);
+      return (void*)run;
     }
     b->head = chain;
     hak__bin_count_set(b, n);
