@@ -168,7 +168,7 @@ static size_t usable_checked(const void* p) {
 HAK_API void* hak_malloc(size_t n) { return hak__malloc_fast(n); }
 HAK_API void hak_free(void* p) { hak__free_fast(p); }
 
-HAK_API void* hak_calloc(size_t n, size_t size) {
+void* hak__calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
   if (total > HAK_LARGE_MAX) {
@@ -181,7 +181,7 @@ HAK_API void* hak_calloc(size_t n, size_t size) {
   return p;
 }
 
-HAK_API size_t hak_usable_size(const void* p) {
+size_t hak__usable_size(const void* p) {
   if (!p) return 0;
   if (hak_unlikely(hak__opt.secure)) return hak__secure_usable(p);
   if (hak_unlikely(hak__opt.valgrind)) return hak__vg_usable(p);
@@ -217,7 +217,7 @@ HAK_INLINE int realloc_fits(size_t n, size_t old) { return n <= old && (n >= old
 //! realloc: a block that still fits (and wastes at most half) stays, with
 //! no frame and no descriptor read; the rest is realloc_move.  A string
 //! built by appends calls this on every append.
-HAK_API void* hak_realloc(void* p, size_t n) {
+void* hak__realloc(void* p, size_t n) {
   if (hak_likely(p != NULL && n != 0 && !(hak__opt.valgrind | hak__opt.secure))) {
     size_t old = usable_quick(p);
     if (hak_likely(realloc_fits(n, old))) return p;
@@ -336,11 +336,19 @@ void hak__free_with(hak_heap_t* h, void* p) {
   }
 }
 
-HAK_API void* hak_memalign(size_t align, size_t n) {
+void* hak__memalign(size_t align, size_t n) {
   if (align > ((size_t)1 << 63)) { errno = EINVAL; return NULL; }   /* glibc: above SIZE_MAX / 2 + 1 */
   if (align & (align - 1)) align = (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
   return hak__alloc_aligned(align, n);
 }
+
+/* The public names are aliases: the override's calloc, realloc, memalign
+ * and malloc_usable_size call the hidden ones directly, not through the
+ * PLT (realloc was a jump to a jump through the GOT). */
+HAK_API void* hak_calloc(size_t n, size_t size) __attribute__((alias("hak__calloc")));
+HAK_API size_t hak_usable_size(const void* p) __attribute__((alias("hak__usable_size")));
+HAK_API void* hak_realloc(void* p, size_t n) __attribute__((alias("hak__realloc")));
+HAK_API void* hak_memalign(size_t align, size_t n) __attribute__((alias("hak__memalign")));
 
 static int owns_any(const void* p);
 //! Under HAKMEM_VALGRIND, huge headers are hidden from memcheck.

@@ -526,6 +526,10 @@ void   hak__l25_unlock(void);
 void*  hak__malloc_generic(size_t n);
 void   hak__free_generic(void* p);
 void*  hak__alloc_aligned(size_t align, size_t n);
+void*  hak__calloc(size_t n, size_t size);        /* the bodies of hak_calloc, hak_realloc, */
+void*  hak__realloc(void* p, size_t n);           /* hak_memalign and hak_usable_size (aliases) */
+void*  hak__memalign(size_t align, size_t n);
+size_t hak__usable_size(const void* p);
 void*  hak__alloc_with(hak_heap_t* h, size_t n);               /* layers only, no checks */
 void*  hak__alloc_aligned_with(hak_heap_t* h, size_t align, size_t n);
 size_t hak__block_size(const void* p);                         /* small or Large, checked */

@@ -22,13 +22,13 @@ HAK_EXPORT void cfree(void* p) { free(p); }
  * free a hakmem block there).  The size is the caller's promise; unchecked. */
 HAK_EXPORT void free_sized(void* p, size_t n) { (void)n; free(p); }
 HAK_EXPORT void free_aligned_sized(void* p, size_t align, size_t n) { (void)align; (void)n; free(p); }
-HAK_EXPORT void* calloc(size_t n, size_t size) { return hak_calloc(n, size); }
-HAK_EXPORT void* realloc(void* p, size_t n) { return hak_realloc(p, n); }
+HAK_EXPORT void* calloc(size_t n, size_t size) { return hak__calloc(n, size); }
+HAK_EXPORT void* realloc(void* p, size_t n) { return hak__realloc(p, n); }
 
 HAK_EXPORT void* reallocarray(void* p, size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return NULL; }
-  return hak_realloc(p, total);
+  return hak__realloc(p, total);
 }
 
 HAK_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
@@ -46,7 +46,7 @@ HAK_EXPORT void* aligned_alloc(size_t align, size_t n) {
   return hak__alloc_aligned(align, n);
 }
 
-HAK_EXPORT void* memalign(size_t align, size_t n) { return hak_memalign(align, n); }
+HAK_EXPORT void* memalign(size_t align, size_t n) { return hak__memalign(align, n); }
 
 HAK_EXPORT void* valloc(size_t n) { return hak__alloc_aligned(hak__os_page_size(), n); }
 
@@ -57,7 +57,7 @@ HAK_EXPORT void* pvalloc(size_t n) {
   return hak__alloc_aligned(ps, r);
 }
 
-HAK_EXPORT size_t malloc_usable_size(void* p) { return hak_usable_size(p); }
+HAK_EXPORT size_t malloc_usable_size(void* p) { return hak__usable_size(p); }
 
 /* glibc's internal names, for programs and libraries that call them */
 HAK_EXPORT void* __libc_malloc(size_t n) { return malloc(n); }
