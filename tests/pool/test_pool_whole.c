@@ -10,7 +10,8 @@
  *     class writes its own.
  *  3. Another thread holds blocks of the first class in its list, and has
  *     a page of it active: nothing goes by the counts, and its blocks, taken
- *     again and written, overlap no block of the second class. */
+ *     again and written, overlap no block of the second class.
+ * In each, no block of the second class is handed out with a free mark. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include "pool_test.h"
@@ -41,6 +42,10 @@ static void b_round(void) {
   for (size_t i = 0; i < nb; i++) {
     b[i] = A_MALLOC(B_SIZE);
     CHECK(b[i], "malloc(%d)", B_SIZE);
+    /* a warm page holds class A's free marks; the block handed out, the
+     * first of a carve included, must not read as free (realloc and the
+     * checked free would call it a double free) */
+    CHECK(!hak__marked(b[i]), "class B block %zu carries a free mark", i);
     memset(b[i], (int)(i & 0x7f) + 1, B_SIZE);
   }
 }
