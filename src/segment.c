@@ -191,7 +191,9 @@ static _Atomic uint32_t seg_color_next[HAK_SMALL_CLASSES];
 static void page_init_class(hak_page_t* pg, unsigned cls, int color) {
   uint32_t d = hak__class_size[cls];
   if (color < 0) {
-    /* a load and a store: two threads that race repeat a colour, no more */
+    /* a load and a store, not a locked add: threads that race may repeat
+     * colours (a thread preempted between the two even rewinds the turn by
+     * the pages taken meanwhile), which costs a little spread, no more */
     uint32_t n = atomic_load_explicit(&seg_color_next[cls], memory_order_relaxed);
     atomic_store_explicit(&seg_color_next[cls], n + 1, memory_order_relaxed);
     color = (int)((uint64_t)n * SEG_COLOR_STEP % hak__class_colors[cls] * 64);
@@ -262,14 +264,20 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
 }
 
 //! Up to n pages for class cls under one hold of the lock (a refill's
-//! batch), in pgs; the first as hak__page_acquire takes it, the others
-//! only if a page is at hand.  Returns how many (0: out of memory).
+//! batch), in pgs, mapping a segment if those at hand run out; with none
+//! at all, the first as hak__page_acquire takes it (it waits for pages
+//! on their way back).  Returns how many (0: out of memory).
 uint32_t hak__page_acquire_n(unsigned cls, hak_heap_t* owner, hak_page_t** pgs, uint32_t n) {
   int from[HAK_TLS_PAGES];
   uint32_t got = 0;
   if (n > HAK_TLS_PAGES) n = HAK_TLS_PAGES;
   pthread_mutex_lock(&seg_lock);
-  while (got < n && (pgs[got] = page_pick_locked(&from[got])) != NULL) got++;
+  for (int grown = 0; got < n;) {
+    if ((pgs[got] = page_pick_locked(&from[got])) != NULL) { got++; continue; }
+    /* out of pages at hand: one new segment for the rest of the batch (the
+     * pages taken are off every list while it unlocks to map) */
+    if (grown++ || !segment_grow_locked()) break;
+  }
   pthread_mutex_unlock(&seg_lock);
   for (uint32_t i = 0; i < got; i++) page_take(pgs[i], cls, owner, -1, from[i]);
   if (!got && n && (pgs[0] = hak__page_acquire(cls, owner, -1)) != NULL) got = 1;
@@ -382,8 +390,9 @@ static void page_to_segment(hak_page_t* pg) {
 }
 
 //! Wholly free pages, still committed, wait for the next pages any class
-//! takes (their memory holds the old class's blocks: a carve writes every
-//! block it links, and hands none out unwritten), pgs[0] on top.  They stay
+//! takes (their memory holds the old class's blocks and free marks: a carve
+//! writes the link and mark of every block it lists, and clears the mark of
+//! the one it hands out unlisted, tiny.c and the aligned carve), pgs[0] on top.  They stay
 //! counted in their layer's mapped bytes, and as cached pages, until then.
 //! One hold of the lock and one count a class for the lot: a class that
 //! gives up a round's pages gave up 400-600 at a time (bench/shift).

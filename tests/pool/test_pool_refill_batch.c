@@ -6,7 +6,8 @@
  *    set small);
  *  - a refill fills the list, and the allocations that follow are served
  *    from it; frees fill it again;
- *  - wholly free pages beyond CAP go back to the OS. */
+ *  - wholly free pages beyond CAP go back to the OS;
+ *  - under CAP a refill takes `batch` pages across segment boundaries too. */
 #define _GNU_SOURCE
 #include "pool_test.h"
 
@@ -69,6 +70,38 @@ static void check_batches(int batch) {
   CHECK(after < before, "no page went back");
 }
 
+//! Under CAP across segment boundaries: with the class's CAP raised, every
+//! refill takes `batch` pages, those that the last segment had left and a
+//! new segment's (a batch that found fewer pages at hand took only those).
+static void check_segments(int batch) {
+  hak_heap_t* h = pt_heap();
+  unsigned c = pt_cls(16384);
+  uint32_t cap0 = hak__policy_cap(c);
+  atomic_store_explicit(&hak__cap[c], 4096, memory_order_relaxed);
+  unsigned bpp = hak__class_cap[c];
+  unsigned n = 3 * HAK_PAGES_PER_SEG * bpp, refills = 0;
+  void** p = pt_map(n * sizeof(void*));
+  uint64_t in_start = hak__small_pages_in_use(c);
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t r0 = PT_CSTAT(h, refill, c), pg0 = PT_CSTAT(h, refill_pages, c);
+    p[i] = A_MALLOC(16384);
+    CHECK(p[i], "malloc(16384) failed");
+    uint64_t dr = PT_CSTAT(h, refill, c) - r0, dp = PT_CSTAT(h, refill_pages, c) - pg0;
+    if (!dr) continue;
+    refills++;
+    CHECK(dp == (uint64_t)batch, "refill %u (%llu pages in use) took %llu pages, batch %d", refills,
+          (unsigned long long)hak__small_pages_in_use(c), (unsigned long long)dp, batch);
+  }
+  uint64_t in_end = hak__small_pages_in_use(c);
+  printf("batch %d: %u refills of %d pages each over %llu pages (%d a segment)\n", batch, refills, batch,
+         (unsigned long long)(in_end - in_start), (int)HAK_PAGES_PER_SEG);
+  CHECK(in_end - in_start > 2 * HAK_PAGES_PER_SEG, "only %llu pages taken: no segment boundary crossed",
+        (unsigned long long)(in_end - in_start));
+  for (unsigned i = 0; i < n; i++) A_FREE(p[i]);
+  munmap(p, n * sizeof(void*));
+  atomic_store_explicit(&hak__cap[c], cap0, memory_order_relaxed);
+}
+
 //! The list: a refill carves half a base (or what the page has left) and
 //! the next allocations pop it; frees fill it again, and what it holds then
 //! serves as many allocations without any refill.
@@ -112,6 +145,7 @@ static int child(void) {
   CHECK(e && atoi(e) == batch, "HAKMEM_POOL_REFILL_BATCH=%s but the option is %d", e ? e : "(unset)", batch);
   check_batches(batch);
   check_list();
+  check_segments(batch);
   return 0;
 }
 
