@@ -264,23 +264,32 @@ hak_page_t* hak__page_acquire(unsigned cls, hak_heap_t* owner, int color) {
 }
 
 //! Up to n pages for class cls under one hold of the lock (a refill's
-//! batch), in pgs, mapping a segment if those at hand run out; with none
-//! at all, the first as hak__page_acquire takes it (it waits for pages
-//! on their way back).  Returns how many (0: out of memory).
+//! batch), in pgs.  With none at hand, the first as hak__page_acquire takes
+//! it (mapping a segment, or waiting for pages on their way back), and the
+//! rest from what that left; with some, a batch that runs out maps one
+//! segment for the rest.  One mapping tried per call when none is at hand,
+//! as before (tests/faults fails one mapping an allocation).  Returns how
+//! many (0: out of memory).
 uint32_t hak__page_acquire_n(unsigned cls, hak_heap_t* owner, hak_page_t** pgs, uint32_t n) {
   int from[HAK_TLS_PAGES];
-  uint32_t got = 0;
+  uint32_t got = 0, first = 0;
   if (n > HAK_TLS_PAGES) n = HAK_TLS_PAGES;
+  if (!n) return 0;
   pthread_mutex_lock(&seg_lock);
-  for (int grown = 0; got < n;) {
+  if (!seg_warm && !seg_avail) {
+    pthread_mutex_unlock(&seg_lock);
+    if ((pgs[0] = hak__page_acquire(cls, owner, -1)) == NULL) return 0;
+    got = first = 1;
+    pthread_mutex_lock(&seg_lock);
+  }
+  for (int grown = first; got < n;) {
     if ((pgs[got] = page_pick_locked(&from[got])) != NULL) { got++; continue; }
-    /* out of pages at hand: one new segment for the rest of the batch (the
-     * pages taken are off every list while it unlocks to map) */
+    /* the pages at hand ran out mid-batch: one new segment for the rest
+     * (the pages taken are off every list while it unlocks to map) */
     if (grown++ || !segment_grow_locked()) break;
   }
   pthread_mutex_unlock(&seg_lock);
-  for (uint32_t i = 0; i < got; i++) page_take(pgs[i], cls, owner, -1, from[i]);
-  if (!got && n && (pgs[0] = hak__page_acquire(cls, owner, -1)) != NULL) got = 1;
+  for (uint32_t i = first; i < got; i++) page_take(pgs[i], cls, owner, -1, from[i]);
   return got;
 }
 
