@@ -399,10 +399,11 @@ static void page_to_segment(hak_page_t* pg) {
 }
 
 //! Wholly free pages, still committed, wait for the next pages any class
-//! takes (their memory holds the old class's blocks and free marks: a carve
-//! writes the link and mark of every block it lists, and clears the mark of
-//! the one it hands out unlisted, tiny.c and the aligned carve), pgs[0] on top.  They stay
-//! counted in their layer's mapped bytes, and as cached pages, until then.
+//! takes, pgs[0] on top.  Their memory holds the old class's blocks and
+//! free marks: a carve writes the link and mark of every block it lists,
+//! and clears the mark of one it hands out unlisted (tiny.c, and the
+//! aligned carve).  They stay counted in their layer's mapped bytes, and
+//! as cached pages, until then.
 //! One hold of the lock and one count a class for the lot: a class that
 //! gives up a round's pages gave up 400-600 at a time (bench/shift).
 void hak__page_stash_n(hak_page_t** pgs, uint32_t n) {

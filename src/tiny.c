@@ -11,8 +11,6 @@
 #include <errno.h>
 
 //! Links a carved run of n blocks into a list of marked (free) blocks.
-//! The plain form reads the cookie once: the loop's stores may alias it,
-//! so each block reloaded it and the link key (14 instructions a block, 8).
 static void bin_link_run(uintptr_t run, uint32_t n, uint32_t bs) {
   for (uint32_t i = 0; i < n; i++) {
     void* q = (void*)(run + (uintptr_t)i * bs);
@@ -140,6 +138,7 @@ static uint32_t bin_carve_want(const PoolTLSBinAux* x, unsigned cls, uint32_t wa
 void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   PoolTLSBin* b = hak__bin(h, cls);
   PoolTLSBinAux* x = &h->aux[cls];
+  void* p = NULL;                        /* a carve's first block, handed out unlisted */
   if (!b->head) {
     if (x->freeing) {                     /* it allocates again: the whole list */
       x->freeing = 0;
@@ -184,20 +183,16 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
        * cleared, as a pop does (a warm page holds the old class's marks) */
       uint32_t bs = hak__class_size[cls];
       if (n > 1) bin_link_run(run + bs, n - 1, bs);
-      b->head = n > 1 ? (void*)(run + bs) : NULL;
-      hak__bin_count_set(b, n);
-      HAK_BUMP(b->fmax, 1);              /* the alloc, as a pop counts it: n - 1 left */
-      ((void**)run)[1] = NULL;
-      x->borrow_run = 0;
-      HAK_CSTAT(h, cls, req_bytes, req);
-      HAK_CSTAT(h, cls, req_n, 1);
-      return (void*)run;
+      chain = n > 1 ? (void*)(run + bs) : NULL;
+      p = (void*)run;
+      ((void**)p)[1] = NULL;
     }
     b->head = chain;
-    hak__bin_count_set(b, n);
+    hak__bin_count_set(b, n);            /* a carve's n counts its first block too */
   }
   x->borrow_run = 0;
-  void* p = hak__bin_pop(b, cls);
+  if (p) HAK_BUMP(b->fmax, 1);           /* the alloc, as a pop counts it: n - 1 left */
+  else p = hak__bin_pop(b, cls);
   HAK_CSTAT(h, cls, req_bytes, req);    /* a sample: the inline path counts none */
   HAK_CSTAT(h, cls, req_n, 1);
   return p;
