@@ -12,6 +12,7 @@
 #ifndef HAK_FASTPATH_H
 #define HAK_FASTPATH_H
 #include "internal.h"
+#include "l25.h"
 
 /* Build switch HAK_NO_CHECKS (make CHECKS=0): drops the misuse checks of
  * the fast paths (free mark at reuse, interior pointer, immediate double
@@ -38,13 +39,17 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       HAK_BUMP(b->fmax, 1);              /* the alloc; no req_bytes: the slow path samples them (stats.h) */
       return p;
     }
+  } else if (n <= HAK_LARGE_MAX) {
+    void* p = hak__l25_pop(h, n);
+    if (hak_likely(p != NULL)) return p;
   }
   return hak__malloc_generic(n);
 }
 
 HAK_INLINE void hak__free_fast(void* p) {
   uintptr_t a = (uintptr_t)p;
-  if (hak_likely(hak__seg_kind(a) == HAK_SEG_SMALL)) {
+  int kind = hak__seg_kind(a);
+  if (hak_likely(kind == HAK_SEG_SMALL)) {
     hak_segment_t* s = hak__seg_of(a);
     hak_ptag_t* t = hak__ptag_of(s, a);
     hak_heap_t* h = hak__tls_heap;
@@ -70,6 +75,8 @@ HAK_INLINE void hak__free_fast(void* p) {
         return;
       }
     }
+  } else if (kind == HAK_SEG_LARGE && hak_likely(hak__l25_push(hak__tls_heap, p))) {
+    return;
   }
   hak__free_generic(p);
 }

@@ -41,15 +41,6 @@ void hak__l25_fork_child(void) {
 #endif
 }
 
-unsigned hak__large_class(size_t n) {
-  if (n <= 65536) return 0;
-  unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));  /* 2^k < n <= 2^(k+1) */
-  size_t q = (size_t)1 << (k - 2);                                    /* quarter steps */
-  unsigned sub = (unsigned)((n - 1 - ((size_t)1 << k)) / q);          /* 0..3 */
-  unsigned c = (k - 16) * 4 + sub + 1;
-  return c < HAK_LARGE_CLASSES ? c : HAK_LARGE_CLASSES - 1;
-}
-
 uint64_t hak__l25_cached_blocks(unsigned cls) {
   int64_t n = atomic_load_explicit(&l25_hot[cls].count, memory_order_relaxed);
   return n > 0 ? (uint64_t)n : 0;
@@ -179,17 +170,6 @@ static HAK_NOINLINE void* l25_refill(hak_heap_t* h, hak_large_bin_t* b, unsigned
   return p;
 }
 
-//! Marks p live and counts the alloc.
-static void* l25_hand_out(hak_heap_t* h, unsigned cls, void* p, size_t req) {
-  l25_seg_t* s;
-  int idx = hak__l25_index(p, &s);
-  atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
-  s->req[idx] = (uint32_t)req;
-  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
-  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, req_bytes, req);
-  return p;
-}
-
 void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
   hak_large_bin_t* b = &h->large[cls];
   void* p;
@@ -199,7 +179,7 @@ void* hak__l25_alloc(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
     p = l25_refill(h, b, &cls, borrow);
     if (!p) return NULL;
   }
-  return l25_hand_out(h, cls, p, req);
+  return hak__l25_hand_out(h, cls, p, req);
 }
 
 //! An align-aligned block from the top of central list fl, or NULL: the
@@ -248,7 +228,7 @@ void* hak__l25_alloc_aligned(hak_heap_t* h, unsigned cls, size_t req, size_t ali
     HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, miss, 1);
     l25_note_pop(cls);
   }
-  return l25_hand_out(h, cls, p, req);
+  return hak__l25_hand_out(h, cls, p, req);
 }
 
 //! Trims the hot list to keep blocks: decommit the rest into the cold list.

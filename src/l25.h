@@ -57,4 +57,44 @@ HAK_INLINE int hak__l25_keep(void* p, size_t n) {
   s->req[idx] = (uint32_t)n;
   return 1;
 }
+//! Marks p, a block of class cls, live for request req and counts the alloc.
+HAK_INLINE void* hak__l25_hand_out(hak_heap_t* h, unsigned cls, void* p, size_t req) {
+  l25_seg_t* s;
+  int idx = hak__l25_index(p, &s);
+  atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
+  s->req[idx] = (uint32_t)req;
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, req_bytes, req);
+  return p;
+}
+
+/* The thread's Large bins, reached from the generic paths before anything
+ * else (no heap lookup, no errno save): a hit took 246 instructions a
+ * malloc+free pair through the layered calls.  The empty sentinel's bins
+ * have no block and no room, so an uninitialised, secure or valgrind
+ * thread misses and takes the checked path. */
+
+//! A block for n (Large) off the thread's bin, or NULL if it is empty.
+HAK_INLINE void* hak__l25_pop(hak_heap_t* h, size_t n) {
+  unsigned cls = hak__large_class(n);
+  hak_large_bin_t* b = &h->large[cls];
+  if (hak_unlikely(b->count == 0)) return NULL;
+  return hak__l25_hand_out(h, cls, b->items[--b->count], n);
+}
+
+//! Frees p onto the thread's bin: 0 if p is not a live Large block's start
+//! or the bin is full (the caller's checked path then deals with it).
+HAK_INLINE int hak__l25_push(hak_heap_t* h, void* p) {
+  l25_seg_t* s;
+  int idx = hak__l25_index(p, &s);
+  if (hak_unlikely(idx < 0)) return 0;
+  hak_large_bin_t* b = &h->large[s->cls];
+  if (hak_unlikely(b->count >= b->limit ||
+                   atomic_load_explicit(&s->state[idx], memory_order_relaxed) != L25_LIVE))
+    return 0;
+  atomic_store_explicit(&s->state[idx], L25_FREE, memory_order_relaxed);
+  HAK_CSTAT(h, HAK_STAT_LARGE0 + s->cls, free, 1);
+  b->items[b->count++] = p;
+  return 1;
+}
 #endif
