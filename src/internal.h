@@ -472,8 +472,8 @@ uint32_t hak__pool_refill_most(unsigned cls);
 void*    hak__pool_borrow(hak_heap_t* h, unsigned cls, size_t req);
 
 extern const uint32_t hak__large_size[HAK_LARGE_CLASSES];
-//! The Large class of n (n <= 64 KiB: class 0); four classes a doubling,
-//! the quarter found by a shift (a divide by the quarter cost 20-40 cycles).
+//! The Large class of n (n <= 64 KiB: class 0); four classes a doubling.
+//! Inline: the malloc fast path computes it on a Large bin hit.
 HAK_INLINE unsigned hak__large_class(size_t n) {
   if (n <= 65536) return 0;
   unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));  /* 2^k < n <= 2^(k+1) */

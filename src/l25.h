@@ -68,9 +68,10 @@ HAK_INLINE void* hak__l25_hand_out(hak_heap_t* h, unsigned cls, void* p, size_t 
   return p;
 }
 
-/* The thread's Large bins, reached from the generic paths before anything
- * else (no heap lookup, no errno save): a hit took 246 instructions a
- * malloc+free pair through the layered calls.  The empty sentinel's bins
+/* The thread's Large bins, reached from the inline malloc and free
+ * (fastpath.h) behind their small branch, before the generic paths (no
+ * heap lookup, no errno save): a hit took 246 instructions a malloc+free
+ * pair through those paths' layered calls.  The empty sentinel's bins
  * have no block and no room, so an uninitialised, secure or valgrind
  * thread misses and takes the checked path. */
 
