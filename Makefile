@@ -30,9 +30,13 @@ BUILD   ?= build
 endif
 PREFIX  ?= /usr/local
 
+# OPT: the library's optimisation; DEFS: the switches' defines, which the
+# tests get too (they include src/ headers, whose structs the switches shape)
 OPT      := -O2
+DEFS     :=
 ifeq ($(DEBUG),1)
-OPT      := -O0 -g -DHAK_DEBUG=1 -DHAK_FAULT_INJECT=1
+OPT      := -O0 -g
+DEFS     += -DHAK_DEBUG=1 -DHAK_FAULT_INJECT=1
 endif
 SANFLAGS :=
 ifneq ($(SAN),)
@@ -40,26 +44,26 @@ SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -g -DHAK_FAULT_INJECT=1
 OPT      := -O1
 endif
 ifeq ($(CENTRAL_MUTEX),1)
-OPT      += -DHAK_CENTRAL_MUTEX=1
+DEFS     += -DHAK_CENTRAL_MUTEX=1
 endif
 ifeq ($(CHECKS),0)
-OPT      += -DHAK_NO_CHECKS=1
+DEFS     += -DHAK_NO_CHECKS=1
 endif
 ifeq ($(FAULT_INJECT),1)
-OPT      += -DHAK_FAULT_INJECT=1
+DEFS     += -DHAK_FAULT_INJECT=1
 endif
 ifeq ($(VALGRIND),0)
-OPT      += -DHAK_NO_VALGRIND=1
+DEFS     += -DHAK_NO_VALGRIND=1
 endif
 ifeq ($(HARDENED),1)
-OPT      += -DHAK_HARDENED=1
+DEFS     += -DHAK_HARDENED=1
 endif
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
-CFLAGS_LIB := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc \
+CFLAGS_LIB := -std=gnu11 $(OPT) $(DEFS) $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc \
               -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
               -ftls-model=initial-exec -pthread $(SANFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_T := -std=gnu11 -O2 -g $(WARN) -Iinclude -Isrc -pthread $(SANFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_T := -std=gnu11 -O2 -g $(DEFS) $(WARN) -Iinclude -Isrc -pthread $(SANFLAGS) $(EXTRA_CFLAGS)
 
 LIB_SRCS := $(sort $(wildcard src/*.c))
 LIB_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))

@@ -228,7 +228,7 @@ int hak__freelist_empty(hak_freelist_t* fl) {
 
 struct hak_chain {
   void* first;
-  void* last;
+  void* last;                 /* spare: the link in its batch or cache (plain: no stale popper reads it) */
   struct hak_chain* next;     /* atomic access: a stale popper may read it */
   uint32_t n;                 /* likewise */
 };
@@ -245,8 +245,9 @@ struct hak_chain {
 
 /* Spare descriptors: the pool is a tagged stack (by next) of batches, and
  * a batch's head counts it (n) and links its members by `last`, as a
- * heap's cache does, so a batch moves in one CAS with no walk.  Popped by
- * next links, a batch of 16 was a chase through cold lines (bench/shift:
+ * heap's cache does, so a heap takes a batch in one CAS with no walk (it
+ * gives one back by walking its cache, lines it has just written).  Popped
+ * by next links, a batch of 16 was a chase through cold lines (bench/shift:
  * 2.5% of its time, 92% of that on the one load of the walk). */
 static _Atomic uint64_t chain_pool;
 static pthread_mutex_t chain_grow_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -371,6 +372,27 @@ static void chain_put(hak_heap_t* h, hak_chain_t* d) {
   cs_push(&chain_pool, d, d, h);
 }
 
+/* Descriptors a walk gives back (no heap): gathered into batches, so that
+ * a heap that takes one later gets a batch, not a lone descriptor. */
+typedef struct { hak_chain_t* head; uint32_t n; } chain_gather_t;
+
+//! Pushes the batch gathered so far to the pool.
+static void chain_gather_end(chain_gather_t* g) {
+  if (!g->head) return;
+  chain_set_n(g->head, g->n);
+  cs_push(&chain_pool, g->head, g->head, NULL);
+  g->head = NULL;
+  g->n = 0;
+}
+
+//! Adds d (given back) to the batch being gathered; a full batch goes.
+static void chain_gather(chain_gather_t* g, hak_chain_t* d) {
+  d->first = NULL;
+  d->last = g->head;
+  g->head = d;
+  if (++g->n == CHAIN_BATCH) chain_gather_end(g);
+}
+
 //! One descriptor for a whole chain (the plain stack without memory for one).
 static void chain_push_one(hak_freelist_t* fl, void* first, void* last, uint32_t n, hak_heap_t* h) {
   hak_chain_t* d = chain_get(h);
@@ -485,13 +507,15 @@ static uint32_t chains_take_runs(hak_freelist_t* fl, hak_chain_t** chains, uint3
 //! hak__runs_fill); the descriptors go back.  *tail: the last run's last
 //! block, if known.
 static void chains_fill_runs(hak_chain_t* d, void** first, uint32_t* k, uint32_t max, void** tail) {
+  chain_gather_t g = {NULL, 0};
   while (d) {
     hak_chain_t* next = chain_next(d);
     runs_add(first, k, max, tail, d->first);
     *tail = d->last;
-    chain_put(NULL, d);
+    chain_gather(&g, d);
     d = next;
   }
+  chain_gather_end(&g);
 }
 
 //! Takes the chain stack whole as one chain, counted (hak__freelist_take_all).
@@ -500,14 +524,16 @@ static void* chains_take_all(hak_freelist_t* fl, void** lastp, uint32_t* got) {
   chains_take_runs(fl, &d, got);
   void* first = NULL;
   void* last = NULL;
+  chain_gather_t g = {NULL, 0};
   while (d) {
     hak_chain_t* next = chain_next(d);
     if (last) hak__link_set(last, d->first);
     else first = d->first;
     last = d->last;
-    chain_put(NULL, d);
+    chain_gather(&g, d);
     d = next;
   }
+  chain_gather_end(&g);
   *lastp = last;
   return first;
 }
