@@ -321,9 +321,14 @@ static int chain_grow(void) {
 static hak_chain_t* chain_get(hak_heap_t* h) {
   if (h && h->chain_cache) {
     hak_chain_t* d = h->chain_cache;
-    h->chain_cache = chain_link(d);
+    hak_chain_t* nx = chain_link(d);
+    h->chain_cache = nx;
     h->chain_cached--;
     d->last = NULL;
+    /* the next get reads its link: a spare's line is cold by now (a
+     * chain spilled long ago), and a load miss stalls where a store's
+     * would not */
+    if (nx) __builtin_prefetch(nx, 1);
     return d;
   }
   for (;;) {
@@ -336,6 +341,7 @@ static hak_chain_t* chain_get(hak_heap_t* h) {
     uint32_t n = __atomic_load_n(&d->n, __ATOMIC_RELAXED);
     d->last = NULL;
     if (h) {                                      /* the rest of the batch is the heap's */
+      if (rest) __builtin_prefetch(rest, 1);
       h->chain_cache = rest;
       h->chain_cached = n - 1;
     } else if (rest) {                            /* no heap: the rest goes back, one batch */
