@@ -35,7 +35,7 @@ HAK_INLINE void* hak__malloc_fast(size_t n) {
       void* next = p[0];
       b->head = next;
       __builtin_prefetch(next);          /* the next pop of this class checks its mark */
-      p[1] = NULL;                       /* clear the free mark */
+      hak__mark_clear(p);
       HAK_BUMP(b->fmax, 1);              /* the alloc; no req_bytes: the slow path samples them (stats.h) */
       return p;
     }

@@ -551,11 +551,14 @@ __attribute__((noreturn, cold)) void hak__misuse(const char* what, const void* p
 __attribute__((noreturn, cold)) void hak__misuse_at(const char* what, const void* p, int cls);
 __attribute__((noreturn, cold)) void hak__bad_block(const void* p);  /* mark missing at reuse */
 void* hak__bad_block_ret(const void* p);   /* the same, as a tail call: no frame on the fast path */
+HAK_INLINE void hak__mark_free(void* p) { ((uintptr_t*)p)[1] = hak__mark((uintptr_t)p); }
+//! A block handed out carries no free mark (a stale one, from its last
+//! free or a warm page's old class, would read as a double free).
+HAK_INLINE void hak__mark_clear(void* p) { ((uintptr_t*)p)[1] = 0; }
 HAK_INLINE void hak__take(void** p) {      /* a cached block is handed out */
   if (hak_unlikely(!hak__marked(p))) hak__bad_block(p);
-  p[1] = NULL;
+  hak__mark_clear(p);
 }
-HAK_INLINE void hak__mark_free(void* p) { ((uintptr_t*)p)[1] = hak__mark((uintptr_t)p); }
 void   hak__init(void);
 extern _Atomic int hak__init_state;   /* 0 none, 1 running, 2 ready */
 //! Runs hak__init unless it has run: one load once it has.

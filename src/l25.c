@@ -264,7 +264,10 @@ static size_t l25_trim_class(hak_heap_t* h, unsigned cls, uint32_t keep) {
   return bytes;
 }
 
+//! The checked free: the inline push (l25.h) when the bin has room, else
+//! the misuse checks, then the hot list.
 void hak__l25_free(hak_heap_t* h, void* p) {
+  if (hak__l25_push(h, p)) return;
   l25_seg_t* s;
   int idx = hak__l25_index(p, &s);
   if (idx < 0) hak__misuse("interior pointer free", p, HAK_STAT_LARGE0 + (int)s->cls);
@@ -274,9 +277,7 @@ void hak__l25_free(hak_heap_t* h, void* p) {
   atomic_store_explicit(&s->state[idx], L25_FREE, memory_order_relaxed);
   unsigned cls = s->cls;
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, free, 1);
-  hak_large_bin_t* b = &h->large[cls];
-  if (b->count < b->limit) { b->items[b->count++] = p; return; }
-  hak__freelist_push_lockfree(&l25_hot[cls], p, h);
+  hak__freelist_push_lockfree(&l25_hot[cls], p, h);   /* the bin is full: the push declined */
   hak__bg_kick();
   /* decay trims the hot list on time (hak__l25_decay); this bound only
    * holds memory in check when there is no background thread */

@@ -24,15 +24,21 @@ typedef struct l25_seg {
   uint32_t req[L25_MAXBLK];               /* a live block's request, for realloc (hak__l25_keep) */
 } l25_seg_t;
 
+//! The index of block start p in its segment s, unchecked: exact division
+//! of its offset past the first block, with a rotate that makes any other
+//! offset (or one before the first block) a number above div_lim.
+HAK_INLINE uint32_t hak__l25_slot(const l25_seg_t* s, const void* p) {
+  uint32_t x = (uint32_t)((uintptr_t)p - (uintptr_t)s - s->first) * s->div_mul;
+  return (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
+}
+
 //! Finds the segment and block index of p; -1 if p is not a block start.
 HAK_INLINE int hak__l25_index(const void* p, l25_seg_t** sp) {
   uintptr_t a = (uintptr_t)p;
   l25_seg_t* s = (l25_seg_t*)(a & ~HAK_SEG_MASK);
   *sp = s;
-  uintptr_t off = a - (uintptr_t)s;
-  if (off < s->first) return -1;
-  uint32_t x = (uint32_t)(off - s->first) * s->div_mul;
-  x = (x >> s->div_shift) | (x << ((32 - s->div_shift) & 31));
+  if (a - (uintptr_t)s < s->first) return -1;
+  uint32_t x = hak__l25_slot(s, p);
   return x <= s->div_lim ? (int)x : -1;      /* x is the index */
 }
 
@@ -58,9 +64,10 @@ HAK_INLINE int hak__l25_keep(void* p, size_t n) {
   return 1;
 }
 //! Marks p, a block of class cls, live for request req and counts the alloc.
+//! p comes from a cache or a carve: a block start, so its index needs no check.
 HAK_INLINE void* hak__l25_hand_out(hak_heap_t* h, unsigned cls, void* p, size_t req) {
-  l25_seg_t* s;
-  int idx = hak__l25_index(p, &s);
+  l25_seg_t* s = (l25_seg_t*)((uintptr_t)p & ~HAK_SEG_MASK);
+  uint32_t idx = hak__l25_slot(s, p);
   atomic_store_explicit(&s->state[idx], L25_LIVE, memory_order_relaxed);
   s->req[idx] = (uint32_t)req;
   HAK_CSTAT(h, HAK_STAT_LARGE0 + cls, alloc, 1);

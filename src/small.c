@@ -419,7 +419,7 @@ uintptr_t hak__small_carve_aligned(hak_heap_t* h, unsigned cls, size_t align) {
     small_fresh_counted(h, cls, 1);
   }
   uintptr_t p = small_slot_take(s, 1);
-  ((uintptr_t*)p)[1] = 0;          /* a warm page's old free mark would read as a double free */
+  hak__mark_clear((void*)p);        /* a warm page's old free mark would read as a double free */
   return p;
 }
 

@@ -185,7 +185,7 @@ void* hak__bin_alloc_slow(hak_heap_t* h, unsigned cls, size_t req, int borrow) {
       if (n > 1) bin_link_run(run + bs, n - 1, bs);
       chain = n > 1 ? (void*)(run + bs) : NULL;
       p = (void*)run;
-      ((void**)p)[1] = NULL;
+      hak__mark_clear(p);
     }
     b->head = chain;
     hak__bin_count_set(b, n);            /* a carve's n counts its first block too */
